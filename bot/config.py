@@ -1,0 +1,214 @@
+"""Settings: `settings/stablewatch.toml`, then `.env`, then `STABLEWATCH_*` variables (design §2.2)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.durations import Duration
+
+DEFAULT_CONFIG = Path("settings/stablewatch.toml")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    """Every settings table rejects unknown keys, so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(_Section):
+    """Where observations, subscriptions and alert state live."""
+
+    url: str = "sqlite+aiosqlite:///var/stablewatch.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, "
+                f"found {value.split('://')[0]!r}"
+            )
+        return value
+
+
+class RulesSettings(_Section):
+    """Where the rule files are."""
+
+    dir: Path = Path("rules")
+
+
+class TelegramSettings(_Section):
+    """The bot token and who may talk to the bot; an empty token sends everything to the console."""
+
+    token: SecretStr = SecretStr("")
+    api_url: str = "https://api.telegram.org"
+    admin_ids: list[int] = Field(default_factory=list)
+    access: Literal["open", "allowlist"] = "open"
+    allowed_chat_ids: list[int] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+            raise ValueError(f"expected an http(s) URL, found {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        if secret and not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", secret):
+            raise ValueError("expected a BotFather token like 123456:ABC-DEF…, found something else")
+        return SecretStr(secret)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_ids_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        return value
+
+
+class DigestSettings(_Section):
+    """The default daily digest time for new subscribers."""
+
+    time: str = "08:00"
+    timezone: str = "UTC"
+
+    @field_validator("time")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
+        if not match or int(match[1]) > 23 or int(match[2]) > 59:
+            raise ValueError(f"expected HH:MM on a 24-hour clock, found {value!r}")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone like Europe/Berlin, found {value!r}") from None
+        return value
+
+
+class SourceSettings(_Section):
+    """Per-source switches; `base_url` is scheme and host only, the source appends its path."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(hours=1)
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+    backfill: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _scheme_and_host(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/]+/?", value):
+            raise ValueError(f"expected scheme and host only, like https://example.com, found {value!r}")
+        return value.rstrip("/")
+
+
+def _fear_greed_defaults() -> SourceSettings:
+    """alternative.me publishes once a day; hourly polling catches the update within the hour."""
+    return SourceSettings(base_url="https://api.alternative.me")
+
+
+class SourcesSettings(_Section):
+    """One table per source (design §3)."""
+
+    fear_greed: SourceSettings = Field(default_factory=_fear_greed_defaults)
+
+    def enabled(self) -> dict[str, SourceSettings]:
+        """Return the enabled sources by name."""
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SourceSettings) and value.enabled
+        }
+
+
+class LogSettings(_Section):
+    """How much the bot says on the console."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; built by `load_settings`, never read from globals."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STABLEWATCH_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Give the TOML file (passed as init values) the lowest priority, env the highest."""
+        return env_settings, dotenv_settings, init_settings
+
+
+def _describe(error: Any) -> str:
+    """Turn one pydantic error into `key: expected …, found …`."""
+    key = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown setting (check the spelling against settings/stablewatch.toml)"
+    if "found" not in message and "input" in error:
+        found = error["input"]
+        shown = "***" if "token" in key or "api_key" in key else repr(found)
+        return f"{key}: {message}, found {shown}"
+    return f"{key}: {message}"
+
+
+def load_settings(config: Path | None = None, *, env_file: Path | None = Path(".env")) -> Settings:
+    """Read the TOML file (if present), `.env` and the environment; raise ConfigError on bad values."""
+    path = config or DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    elif config is not None:
+        raise ConfigError(f"{path}: settings file not found")
+    try:
+        return Settings(_env_file=env_file, **data)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"bad setting {first}{more}") from None

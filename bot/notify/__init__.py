@@ -1,0 +1,32 @@
+"""The `Notifier` protocol and the delivery error that carries retry semantics."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; says whether to retry, when, or where the chat moved."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        migrate_to: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.migrate_to = migrate_to
+
+
+class Notifier(Protocol):
+    """Sends rendered HTML text to a chat; implemented by the console and by Telegram."""
+
+    name: str
+
+    async def send(self, chat_id: str, text: str) -> int | None:
+        """Send one message and return its message id (None where there is none)."""
+        ...

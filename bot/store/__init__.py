@@ -1,0 +1,132 @@
+"""The `Store` protocol: everything the bot remembers, behind one interface (design §1, §9)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.model import (
+    AlertState,
+    ChatKind,
+    Observation,
+    OutboxItem,
+    SourceHealth,
+    Subscription,
+    Transition,
+)
+
+
+class Store(Protocol):
+    """Persistence for observations, subscriptions, alert state, the notification log and outbox."""
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; return that version."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    # observations -------------------------------------------------------------------------------
+    async def upsert_observations(self, observations: Sequence[Observation]) -> int:
+        """Insert points; a point at an existing (series, ts) is a revision and replaces the value."""
+        ...
+
+    async def observations(
+        self, series: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Observation]:
+        """Return one series' points in time order, optionally within [since, until]."""
+        ...
+
+    async def latest(self, series: str) -> Observation | None:
+        """Return the newest point of a series."""
+        ...
+
+    async def count_observations(self, series: str | None = None) -> int:
+        """Count points, of one series or all; used to decide whether to backfill."""
+        ...
+
+    def iter_observations(self) -> AsyncIterator[Observation]:
+        """Stream every point ordered by series then time, for export."""
+        ...
+
+    # subscriptions ------------------------------------------------------------------------------
+    async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:
+        """Activate a chat's subscription; return True if it was not active before."""
+        ...
+
+    async def unsubscribe(self, chat_id: int) -> bool:
+        """Deactivate a chat's subscription; return True if it was active."""
+        ...
+
+    async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
+        """Return subscriptions, ordered by chat id."""
+        ...
+
+    # alert state and transitions ----------------------------------------------------------------
+    async def alert_states(self) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one."""
+        ...
+
+    async def record_evaluation(
+        self,
+        states: Sequence[AlertState],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[tuple[int, str, str]],
+        now: datetime,
+    ) -> int:
+        """In one transaction: save states, log transitions, enqueue outbox rows.
+
+        `deliveries` are (index into `transitions`, chat id, text); returns the rows enqueued.
+        """
+        ...
+
+    async def transitions(self, limit: int = 50) -> list[Transition]:
+        """Return the most recent transitions, newest first."""
+        ...
+
+    # outbox -------------------------------------------------------------------------------------
+    async def claim_outbox(self, worker: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Claim due, unsent rows by compare-and-set so two senders never take the same row."""
+        ...
+
+    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
+        """Record a delivery and its Telegram message id in the notification log."""
+        ...
+
+    async def mark_failed(
+        self, item_id: int, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
+        """Release a claimed row for a retry at `retry_at`, or give it up when that is None."""
+        ...
+
+    async def release_claims(self, worker: str) -> int:
+        """Put rows a worker claimed but never finished back in the queue (after a crash)."""
+        ...
+
+    async def pending_outbox(self) -> int:
+        """Count rows not yet sent nor given up."""
+        ...
+
+    async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
+        """Return the last message id and time sent for (rule, chat), from the notification log."""
+        ...
+
+    # source health ------------------------------------------------------------------------------
+    async def source_health(self) -> dict[str, SourceHealth]:
+        """Return the last known health of every source."""
+        ...
+
+    async def save_source_health(self, health: SourceHealth) -> None:
+        """Persist a source's health after each poll."""
+        ...
+
+
+async def open_store(url: str) -> Store:
+    """Open the SQL store for a SQLAlchemy URL and migrate it."""
+    from bot.store.sql import SqlStore
+
+    store = SqlStore(url)
+    await store.migrate()
+    return store
