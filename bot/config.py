@@ -71,7 +71,9 @@ class TelegramSettings(_Section):
     def _token_shape(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value().strip()
         if secret and not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", secret):
-            raise ValueError("expected a BotFather token like 123456:ABC-DEF…, found something else")
+            raise ValueError(
+                "expected a BotFather token like 123456:ABC-DEF…, found something else"
+            )
         return SecretStr(secret)
 
     @field_validator("channels", mode="before")
@@ -102,7 +104,9 @@ class DigestSettings(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone like Europe/Berlin, found {value!r}") from None
+            raise ValueError(
+                f"expected an IANA time zone like Europe/Berlin, found {value!r}"
+            ) from None
         return value
 
 
@@ -121,7 +125,9 @@ class SourceSettings(_Section):
     @classmethod
     def _scheme_and_host(cls, value: str) -> str:
         if value and not re.fullmatch(r"https?://[^\s/]+/?", value):
-            raise ValueError(f"expected scheme and host only, like https://example.com, found {value!r}")
+            raise ValueError(
+                f"expected scheme and host only, like https://example.com, found {value!r}"
+            )
         return value.rstrip("/")
 
 
@@ -158,7 +164,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        extra="ignore",  # .env may hold other tools' variables; TOML tables are checked below
     )
 
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -186,7 +192,7 @@ def _describe(error: Any) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown setting (check the spelling against settings/stablewatch.toml)"
+        return f"{key}: unknown setting (check the spelling against {DEFAULT_CONFIG})"
     if "found" not in message and "input" in error:
         found = error["input"]
         shown = "***" if "token" in key or "api_key" in key else repr(found)
@@ -205,8 +211,13 @@ def load_settings(config: Path | None = None, *, env_file: Path | None = Path(".
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     elif config is not None:
         raise ConfigError(f"{path}: settings file not found")
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"bad setting {unknown[0]}: unknown setting (check the spelling against {DEFAULT_CONFIG})"
+        )
     try:
-        return Settings(_env_file=env_file, **data)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **data)
     except ValidationError as exc:
         errors = exc.errors()
         first = _describe(errors[0])

@@ -6,7 +6,10 @@ from typing import Protocol
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered; says whether to retry, when, or where the chat moved."""
+    """A message could not be delivered; says whether to retry, when, or where the chat moved.
+
+    `deactivate` means the chat is gone for us (blocked, kicked): stop sending to it.
+    """
 
     def __init__(
         self,
@@ -15,11 +18,13 @@ class DeliveryError(Exception):
         permanent: bool = False,
         retry_after: float | None = None,
         migrate_to: int | None = None,
+        deactivate: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
         self.migrate_to = migrate_to
+        self.deactivate = deactivate
 
 
 class Notifier(Protocol):

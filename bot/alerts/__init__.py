@@ -1,0 +1,1 @@
+"""The alert lifecycle: a pure state machine and the shell that persists and enqueues it."""

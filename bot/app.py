@@ -1,0 +1,187 @@
+"""Wiring and start/stop order: store → rules → notifier → sources → scheduler (design §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TextIO
+
+from bot.alerts.pipeline import evaluate_series
+from bot.config import Settings
+from bot.engine.rules import RuleSet, load_rules
+from bot.model import Clock, system_clock
+from bot.notify import Notifier
+from bot.notify.console import ConsoleNotifier
+from bot.notify.outbox import OutboxWorker
+from bot.polling import poll_source
+from bot.scheduler import Scheduler
+from bot.sources import Source, build_sources
+from bot.sources.http import HttpClient, backoff_delay
+from bot.store import Store, open_store
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger(__name__)
+DELIVERY_INTERVAL = timedelta(seconds=5)
+CONSOLE = "console"
+
+
+class StartupError(Exception):
+    """The bot cannot start (bad token, unreachable store); the message is one line."""
+
+
+class Runtime:
+    """One running bot: owns the store, HTTP session, scheduler, notifier and Telegram app."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock = system_clock, console: TextIO | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.console = console
+        self.rules = RuleSet()
+        self.scheduler = Scheduler()
+        self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
+        self._deliver_lock = asyncio.Lock()
+        self._started = time.monotonic()
+        self._first_poll_logged = False
+        self._store: Store | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._telegram: Any = None
+        self._notifier: Notifier | None = None
+        self._outbox: OutboxWorker | None = None
+
+    @property
+    def store(self) -> Store:
+        """The open store; only valid between start and stop."""
+        assert self._store is not None, "runtime not started"
+        return self._store
+
+    def _load_rules(self) -> None:
+        """Load the rule files; a broken file is logged and the others still run."""
+        self.rules = load_rules(self.settings.rules.dir)
+        for issue in self.rules.issues:
+            log.error("rules: %s", issue)
+        log.info("loaded %d rule(s) from %s", len(self.rules.rules), self.settings.rules.dir)
+
+    async def _start_notifier(self) -> None:
+        """Telegram when a token is set, else the console, said in one line."""
+        token = self.settings.telegram.token.get_secret_value()
+        if not token:
+            log.info("no telegram.token set: alerts and digests go to the console")
+            self._notifier = ConsoleNotifier(self.console)
+            return
+        from bot.telegram.app import TelegramStartError, build_application, start_telegram
+        from bot.telegram.notifier import TelegramNotifier
+
+        app = build_application(self.settings.telegram, self.store, self.clock)
+        try:
+            await start_telegram(app)
+        except TelegramStartError as exc:
+            raise StartupError(str(exc)) from None
+        self._telegram = app
+        self._notifier = TelegramNotifier(app.bot)
+        log.info("telegram: polling as @%s", app.bot.username)
+
+    @property
+    def channels(self) -> list[str]:
+        """Where every alert goes besides subscribed chats (the console when there is no token)."""
+        if isinstance(self._notifier, ConsoleNotifier):
+            return [CONSOLE]
+        return list(self.settings.telegram.channels)
+
+    async def start(self) -> None:
+        """Open everything and schedule the first poll of every source right away."""
+        import aiohttp
+
+        try:
+            self._store = await open_store(self.settings.store.url)
+        except Exception as exc:
+            raise StartupError(f"store.url: cannot open the store: {exc}") from None
+        self._load_rules()
+        await self.store.release_claims(self.worker_id)
+        await self._start_notifier()
+        assert self._notifier is not None
+        self._outbox = OutboxWorker(self.store, self._notifier, self.clock, self.worker_id)
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
+        http = HttpClient(self._session)
+        now = self.clock()
+        for source in build_sources(self.settings.sources.enabled()):
+            cfg = getattr(self.settings.sources, source.name)
+            self.scheduler.every(
+                f"poll:{source.name}",
+                cfg.interval,
+                self._poll_job(source, http),
+                first=now,
+            )
+        self.scheduler.every("deliver", DELIVERY_INTERVAL, self.deliver)
+        self.scheduler.start()
+
+    def _poll_job(self, source: Source, http: HttpClient) -> Any:
+        """Build the job that polls a source, evaluates what changed and delivers at once."""
+
+        async def job() -> None:
+            await self.poll(source, http)
+
+        return job
+
+    async def poll(self, source: Source, http: HttpClient) -> None:
+        """Poll (backfilling on first sight), evaluate, deliver; schedule a retry on failure."""
+        cfg = getattr(self.settings.sources, source.name)
+        first = source.name not in await self.store.source_health()
+        result = await poll_source(
+            source, http, self.store, self.clock(), backfill=first and cfg.backfill
+        )
+        if not self._first_poll_logged:
+            self._first_poll_logged = True
+            elapsed = time.monotonic() - self._started
+            log.info("first poll (%s) done %.0f ms after start", source.name, elapsed * 1000)
+        if not result.ok:
+            retry = min(cfg.interval.total_seconds(), 30 + backoff_delay(result.failures, 30, 900))
+            self.scheduler.once(
+                f"retry:{source.name}",
+                self.clock() + timedelta(seconds=retry),
+                self._poll_job(source, http),
+            )
+        outcome = await evaluate_series(
+            self.store, self.rules, result.series, self.clock(), self.channels
+        )
+        if outcome.enqueued:
+            await self.deliver()
+
+    async def deliver(self) -> None:
+        """Drain the outbox; one drain at a time per process."""
+        if self._outbox is None:
+            return
+        async with self._deliver_lock:
+            await self._outbox.drain()
+
+    async def stop(self) -> None:
+        """Stop in reverse order; running jobs finish (or are cancelled after a grace period)."""
+        await self.scheduler.stop()
+        if self._telegram is not None:
+            from bot.telegram.app import stop_telegram
+
+            await stop_telegram(self._telegram)
+        if self._session is not None:
+            await self._session.close()
+        if self._store is not None:
+            await self._store.release_claims(self.worker_id)
+            await self._store.close()
+
+
+async def run(settings: Settings, stop: asyncio.Event, clock: Clock = system_clock) -> None:
+    """Run the bot until `stop` is set."""
+    runtime = Runtime(settings, clock)
+    try:
+        await runtime.start()
+        log.info("stablewatch running; Ctrl-C stops")
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runtime.stop()
+

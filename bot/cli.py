@@ -1,0 +1,312 @@
+"""The `stablewatch` command (design §2.1): exit 0 ok, 1 check failures, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("stablewatch")
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: print one line, exit 2."""
+
+
+def _setup_logging(level: str) -> None:
+    """One readable line per event; silence per-request chatter from httpx and APScheduler."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "apscheduler", "telegram.ext.Updater", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# run ---------------------------------------------------------------------------------------------
+async def _run_async(settings: Settings) -> None:
+    from bot.app import run
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run(settings, stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot until SIGINT or SIGTERM."""
+    from bot.app import StartupError
+
+    settings = _settings(args)
+    _setup_logging(settings.log.level)
+    try:
+        asyncio.run(_run_async(settings))
+    except StartupError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+# check -------------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate settings and rule files; print `file:line:col: message` lines."""
+    from bot.engine.rules import load_rules
+    from bot.notify.templates import TemplateError, check
+
+    settings = _settings(args)
+    directory = args.rules or settings.rules.dir
+    ruleset = load_rules(directory)
+    problems = [str(issue) for issue in ruleset.issues]
+    for rule in ruleset.rules:
+        for field in ("message", "resolved_message"):
+            source = getattr(rule, field)
+            if source is None:
+                continue
+            try:
+                check(source)
+            except TemplateError as exc:
+                problems.append(f"{directory}: rule '{rule.id}': {field}: {exc}")
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"settings ok; {len(ruleset.rules)} rule(s) ok in {directory}")
+    return 0
+
+
+# fetch and backfill ------------------------------------------------------------------------------
+async def _fetch(settings: Settings, name: str, as_json: bool) -> int:
+    import aiohttp
+
+    from bot.sources import SourceError, registry
+    from bot.sources.http import HttpClient
+
+    factory = registry().get(name)
+    if factory is None:
+        raise UsageError(f"unknown source {name!r}; known: {', '.join(sorted(registry()))}")
+    source = factory(getattr(settings.sources, name))
+    async with aiohttp.ClientSession() as session:
+        try:
+            points = await source.poll(HttpClient(session), datetime.now(UTC))
+        except SourceError as exc:
+            print(f"fetch {name} failed: {exc}", file=sys.stderr)
+            return 1
+    for p in points:
+        if as_json:
+            print(json.dumps({"series": p.series, "ts": p.ts.isoformat(), "value": p.value}))
+        else:
+            print(f"{p.series:<32} {p.ts.isoformat():<26} {p.value:g}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Poll one source once and print what it parsed."""
+    return asyncio.run(_fetch(_settings(args), args.source, args.json))
+
+
+async def _backfill(settings: Settings, names: Sequence[str], since: datetime | None) -> int:
+    import aiohttp
+
+    from bot.sources import SourceError, build_sources, registry
+    from bot.sources.http import HttpClient
+    from bot.store import open_store
+
+    unknown = [n for n in names if n not in registry()]
+    if unknown:
+        raise UsageError(f"unknown source(s): {', '.join(unknown)}")
+    enabled = settings.sources.enabled()
+    chosen = {n: getattr(settings.sources, n) for n in names} if names else enabled
+    store = await open_store(settings.store.url)
+    failed = 0
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = HttpClient(session)
+            for source in build_sources(chosen):
+                try:
+                    points = await source.backfill(http, datetime.now(UTC), since)
+                except SourceError as exc:
+                    print(f"{source.name}: failed: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                await store.upsert_observations(points)
+                print(f"{source.name}: {len(points)} point(s) stored")
+    finally:
+        await store.close()
+    return 1 if failed else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Load history from sources that offer it."""
+    since = datetime.combine(args.since, datetime.min.time(), UTC) if args.since else None
+    return asyncio.run(_backfill(_settings(args), args.sources, since))
+
+
+# status ------------------------------------------------------------------------------------------
+async def _status(settings: Settings) -> int:
+    from bot.engine.rules import load_rules
+    from bot.store import open_store
+
+    store = await open_store(settings.store.url)
+    try:
+        health = await store.source_health()
+        states = await store.alert_states()
+    finally:
+        await store.close()
+    now = datetime.now(UTC)
+    print("sources:")
+    for name in sorted(set(health) | set(settings.sources.enabled())):
+        h = health.get(name)
+        if h is None:
+            print(f"  {name:<14} never polled")
+            continue
+        age = (
+            f"{int((now - h.last_success).total_seconds() // 60)} min ago"
+            if h.last_success
+            else "never"
+        )
+        state = "up" if h.up else f"DOWN ({h.failures} failed polls)"
+        error = f"; last error: {h.last_error}" if h.last_error else ""
+        print(f"  {name:<14} {state}; last success {age}{error}")
+    print("rules:")
+    for rule in load_rules(settings.rules.dir).rules:
+        s = states.get(rule.id)
+        since = f" since {s.since.isoformat()}" if s and s.since else ""
+        print(f"  {rule.id:<28} {s.status.value if s else 'inactive'}{since}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print per-source health and per-rule state."""
+    return asyncio.run(_status(_settings(args)))
+
+
+# import and export -------------------------------------------------------------------------------
+async def _import(settings: Settings, path: Path) -> int:
+    from bot.interchange import read_csv
+    from bot.store import open_store
+
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            points, issues = read_csv(handle)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    for issue in issues:
+        print(f"{path}:{issue.line}: {issue.message}", file=sys.stderr)
+    if issues:
+        print(f"nothing imported: {len(issues)} bad row(s)", file=sys.stderr)
+        return 1
+    store = await open_store(settings.store.url)
+    try:
+        count = await store.upsert_observations(points)
+    finally:
+        await store.close()
+    series = len({p.series for p in points})
+    print(f"imported {count} point(s) in {series} series from {path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Upsert observations from an interchange CSV file."""
+    return asyncio.run(_import(_settings(args), args.file))
+
+
+async def _export(settings: Settings, out: Path | None) -> int:
+    from bot.interchange import write_csv
+    from bot.store import open_store
+
+    store = await open_store(settings.store.url)
+    handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        async for chunk in write_csv(store.iter_observations()):
+            handle.write(chunk)
+    finally:
+        if out:
+            handle.close()
+        await store.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every observation as interchange CSV."""
+    return asyncio.run(_export(_settings(args), args.output))
+
+
+# parser ------------------------------------------------------------------------------------------
+def _date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2025-10-01, found {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser; every subcommand accepts --config."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, help="settings file (default settings/stablewatch.toml)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="stablewatch", description="Alerts on crypto market-stabilization signals."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "run", parents=[common], help="poll, evaluate, alert, serve chat commands"
+    ).set_defaults(fn=cmd_run)
+    p = sub.add_parser("check", parents=[common], help="validate settings and rule files")
+    p.add_argument("--rules", type=Path, help="rules directory (default: rules.dir)")
+    p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("fetch", parents=[common], help="poll one source once and print it")
+    p.add_argument("source")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(fn=cmd_fetch)
+    p = sub.add_parser("backfill", parents=[common], help="load history from sources")
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("--since", type=_date, metavar="DATE")
+    p.set_defaults(fn=cmd_backfill)
+    sub.add_parser("status", parents=[common], help="source health and rule states").set_defaults(
+        fn=cmd_status
+    )
+    p = sub.add_parser("import", parents=[common], help="upsert observations from a CSV file")
+    p.add_argument("file", type=Path, metavar="FILE.csv")
+    p.set_defaults(fn=cmd_import)
+    p = sub.add_parser("export", parents=[common], help="write observations as CSV")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    p.set_defaults(fn=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except UsageError as exc:
+        print(f"stablewatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Transitions → Telegram HTML; every value from a rule file or a source is escaped."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime
+
+from bot.durations import format_duration
+from bot.model import Transition, TransitionKind
+
+_ICON = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _when(at: datetime) -> str:
+    """Daily points show as a date, intraday ones with the UTC time."""
+    if (at.hour, at.minute, at.second) == (0, 0, 0):
+        return at.strftime("%Y-%m-%d")
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_transition(transition: Transition, name: str, series: str) -> str:
+    """Render an alert or its resolution as one HTML message."""
+    title = html.escape(name)
+    body = html.escape(transition.message)
+    footer = f"<i>{html.escape(series)} · {_when(transition.at)}</i>"
+    if transition.kind is TransitionKind.FIRING:
+        icon = _ICON.get(transition.severity, "🟠")
+        return f"{icon} <b>{title}</b>\n{body}\n{footer}"
+    lasted = ""
+    if transition.fired_at is not None:
+        lasted = f" after {format_duration(transition.at - transition.fired_at)}"
+    reason = f" ({html.escape(transition.reason)})" if transition.reason else ""
+    return f"✅ <b>Resolved: {title}</b>{lasted}{reason}\n{body}\n{footer}"
+
+
+def to_plain(text: str) -> str:
+    """Strip HTML tags and entities, for the console and for plain-text re-sends."""
+    return html.unescape(_TAG.sub("", text))

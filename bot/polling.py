@@ -1,0 +1,80 @@
+"""Poll one source: write its points and `source.<name>.up`, log failure and recovery once each."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.model import Observation, SourceHealth
+from bot.sources import Source, SourceError
+from bot.sources.http import HttpClient
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def up_series(name: str) -> str:
+    """The health series every source writes (design §2.3)."""
+    return f"source.{name}.up"
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll did, so the caller knows which series to evaluate."""
+
+    source: str
+    ok: bool
+    points: int = 0
+    series: frozenset[str] = field(default_factory=frozenset)
+    error: str = ""
+    failures: int = 0
+
+
+async def _failed(
+    store: Store, name: str, prev: SourceHealth | None, now: datetime, error: str
+) -> PollResult:
+    """Record a failed poll: health 0, the error kept for `status`, no other observation."""
+    failures = (prev.failures if prev else 0) + 1
+    if prev is None or prev.up:
+        log.warning("source %s is failing: %s", name, error)
+    else:
+        log.debug("source %s still failing (%d): %s", name, failures, error)
+    await store.upsert_observations([Observation(up_series(name), now, 0.0)])
+    await store.save_source_health(
+        SourceHealth(name, False, prev.last_success if prev else None, error, now, failures)
+    )
+    return PollResult(name, False, 0, frozenset({up_series(name)}), error, failures)
+
+
+async def poll_source(
+    source: Source, http: HttpClient, store: Store, now: datetime, *, backfill: bool = False
+) -> PollResult:
+    """Fetch (or backfill) one source and store the result; never raises for a source's fault."""
+    now = now.replace(microsecond=0)
+    prev = (await store.source_health()).get(source.name)
+    try:
+        if backfill:
+            points = await source.backfill(http, now, None)
+        else:
+            points = await source.poll(http, now)
+    except SourceError as exc:
+        return await _failed(store, source.name, prev, now, str(exc))
+    except Exception as exc:  # a bug in a source must not stop the bot
+        log.exception("source %s crashed", source.name)
+        return await _failed(store, source.name, prev, now, f"internal error: {exc!r}")
+    await store.upsert_observations([*points, Observation(up_series(source.name), now, 1.0)])
+    if prev is not None and not prev.up:
+        log.info("source %s recovered after %d failed polls", source.name, prev.failures)
+    await store.save_source_health(
+        SourceHealth(
+            source.name,
+            True,
+            now,
+            prev.last_error if prev else "",
+            prev.last_error_at if prev else None,
+            0,
+        )
+    )
+    series = frozenset({p.series for p in points} | {up_series(source.name)})
+    return PollResult(source.name, True, len(points), series)

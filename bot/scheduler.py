@@ -1,0 +1,89 @@
+"""The one APScheduler 3 `AsyncIOScheduler`, with jobs whose in-flight work survives shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[], Awaitable[Any]]
+
+
+class Scheduler:
+    """Owns the scheduler and the set of running jobs, so stop can let them finish."""
+
+    def __init__(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    def _tracked(self, name: str, fn: JobFn) -> JobFn:
+        """Run the job in its own task, shielded, so a scheduler shutdown cannot cut it midway."""
+
+        async def guarded() -> None:
+            try:
+                await fn()
+            except Exception:
+                log.exception("job %s failed", name)
+
+        async def run() -> None:
+            task = asyncio.ensure_future(guarded())
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            await asyncio.shield(task)
+
+        return run
+
+    def every(
+        self, name: str, interval: timedelta, fn: JobFn, *, first: datetime | None = None
+    ) -> None:
+        """Add an interval job: one instance at a time, missed runs coalesced, generous grace."""
+        self._scheduler.add_job(
+            self._tracked(name, fn),
+            "interval",
+            seconds=interval.total_seconds(),
+            id=name,
+            name=name,
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(60, int(interval.total_seconds())),
+            replace_existing=True,
+        )
+
+    def once(self, name: str, at: datetime, fn: JobFn) -> None:
+        """Add (or move) a one-shot job, e.g. a retry after a failed poll."""
+        self._scheduler.add_job(
+            self._tracked(name, fn),
+            "date",
+            run_date=at,
+            id=name,
+            name=name,
+            max_instances=1,
+            misfire_grace_time=60,
+            replace_existing=True,
+        )
+
+    def start(self) -> None:
+        """Start inside the running loop (APScheduler 3.11 requires it)."""
+        self._scheduler.start()
+
+    async def stop(self, grace: float = 10.0) -> int:
+        """Stop scheduling, give running jobs `grace` seconds, then cancel what is left."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        pending = [t for t in self._inflight if not t.done()]
+        if not pending:
+            return 0
+        log.info("waiting for %d running job(s) to finish", len(pending))
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=2)
+        return len(late)

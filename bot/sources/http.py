@@ -1,0 +1,100 @@
+"""One shared aiohttp session with timeouts and bounded, jittered retries (design §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from bot.sources import ParseError, SourceError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Full-jitter exponential backoff, so many pollers never retry in lockstep."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+def _describe_status(status: int, body: str) -> str:
+    """Name the well-known refusals plainly: geo blocks and Cloudflare challenges."""
+    lowered = body[:2000].lower()
+    if status == 451:
+        return "HTTP 451: unavailable from this location (geo-blocked)"
+    if status == 403 and ("cloudflare" in lowered or "cf-chl" in lowered):
+        return "HTTP 403: Cloudflare challenge page"
+    if status == 403 and "cloudfront" in lowered:
+        return "HTTP 403: CloudFront refused this location"
+    if status == 429:
+        return "HTTP 429: rate limited"
+    return f"HTTP {status}"
+
+
+class HttpClient:
+    """Wraps the one aiohttp session every source shares, with the retry policy in one place."""
+
+    def __init__(self, session: aiohttp.ClientSession, sleep: Sleep = asyncio.sleep) -> None:
+        self._session = session
+        self._sleep = sleep
+
+    async def get_text(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+    ) -> str:
+        """GET a URL; retry 5xx, 429 and network errors with backoff; never retry other 4xx."""
+        last: SourceError | None = None
+        for attempt in range(retries + 1):
+            if attempt:
+                await self._sleep(backoff_delay(attempt - 1))
+            try:
+                async with self._session.get(
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as response:
+                    body = await response.text(errors="replace")
+                    if response.status < 400:
+                        return body
+                    last = SourceError(
+                        _describe_status(response.status, body),
+                        permanent=response.status not in RETRY_STATUSES,
+                    )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = SourceError(f"network error: {type(exc).__name__}: {exc}".rstrip(": "))
+            if last.permanent:
+                break
+        assert last is not None
+        raise last
+
+    async def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+    ) -> Any:
+        """GET and decode JSON; an HTML page where JSON was expected is a parse error."""
+        body = await self.get_text(
+            url, params=params, headers=headers, timeout=timeout, retries=retries
+        )
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            snippet = " ".join(body[:80].split())
+            raise ParseError(f"expected JSON, got {snippet!r}") from None

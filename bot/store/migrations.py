@@ -1,0 +1,88 @@
+"""Versioned schema migrations, so a database created by an older release upgrades in place.
+
+`schema.py` always describes the newest schema. A fresh database gets it whole from version 1
+(`create_all`) and is stamped with the newest version; an existing database at version n runs
+migrations n+1 … newest, each of which turns the schema of its predecessor into its own. Everything
+runs in one transaction (DDL is transactional on PostgreSQL and, with the store's explicit BEGIN,
+on SQLite), so a failed upgrade leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.store.schema import metadata, schema_version
+
+# Any constant bigint: replicas starting together take turns instead of racing the DDL (§9).
+_PG_MIGRATION_LOCK = 0x5354_4142_4C45  # "STABLE"
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release; running older code on it could corrupt it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema history; `apply` runs inside the migration transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_all(conn: Connection) -> None:
+    """Version 1: create every table (at the newest schema, see the module docstring)."""
+    metadata.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create all tables", _create_all),)
+
+
+def newest_version(migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Return the version this code brings a database to."""
+    return migrations[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """Read the stored version; 0 for a database that has never been migrated."""
+    if not conn.dialect.has_table(conn, schema_version.name):
+        return 0
+    version = conn.execute(select(func.max(schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def upgrade(conn: Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Apply the missing migrations on a connection inside a transaction; return the version."""
+    versions = [m.version for m in migrations]
+    if versions != sorted(set(versions)) or versions[0] != 1:
+        raise ValueError(f"migrations must be numbered 1, 2, … in order, got {versions}")
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+    newest = versions[-1]
+    current = current_version(conn)
+    if current > newest:
+        raise SchemaTooNewError(
+            f"database schema is at version {current} but this release knows only up to "
+            f"version {newest}; upgrade Stablewatch or point it at another database"
+        )
+    if current == newest:
+        return newest
+    schema_version.create(conn, checkfirst=True)
+    if current == 0:
+        migrations[0].apply(conn)  # the newest schema, whole
+        conn.execute(insert(schema_version).values(version=newest))
+        return newest
+    for migration in migrations:
+        if migration.version > current:
+            migration.apply(conn)
+    conn.execute(update(schema_version).values(version=newest))
+    return newest
+
+
+async def migrate(conn: AsyncConnection) -> int:
+    """Bring the schema up to date on an async connection that is already in a transaction."""
+    return await conn.run_sync(upgrade)

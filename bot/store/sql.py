@@ -1,0 +1,467 @@
+"""The `Store` on SQLAlchemy Core: SQLite by default, PostgreSQL when several replicas share one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.model import (
+    AlertState,
+    AlertStatus,
+    ChatKind,
+    Clock,
+    Observation,
+    OutboxItem,
+    SourceHealth,
+    Subscription,
+    Transition,
+    TransitionKind,
+    from_epoch,
+    system_clock,
+    to_epoch,
+)
+from bot.store import migrations
+from bot.store import schema as db
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+CHUNK = 500
+"""Rows per executemany call, so a huge import never builds one giant batch of parameters."""
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_BEGIN_OPTION = "stablewatch_begin"
+
+Upsert = sqlite.Insert | postgresql.Insert
+
+
+def _epoch(ts: datetime | None) -> int | None:
+    return None if ts is None else to_epoch(ts)
+
+
+def _when(seconds: int | None) -> datetime | None:
+    return None if seconds is None else from_epoch(seconds)
+
+
+def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+
+
+def _prepare_sqlite(url: URL, engine: AsyncEngine) -> None:
+    """Create the database's folder; make SQLite wait for locks and emit our own BEGIN."""
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's implicit transactions skip DDL and SELECTs; we BEGIN ourselves instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+class SqlStore:
+    """The one `Store` implementation; dialect differences stay inside this class."""
+
+    def __init__(self, url: str, *, clock: Clock = system_clock) -> None:
+        parsed = make_url(url)
+        self._dialect = parsed.get_backend_name()
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {self._dialect!r}: use sqlite or postgresql")
+        self._clock = clock
+        self._engine = create_async_engine(parsed)
+        # Writers take SQLite's write lock up front: a deferred transaction that reads and then
+        # writes fails with "database is locked" instead of waiting when another writer got there.
+        self._writer = self._engine
+        if self._dialect == "sqlite":
+            _prepare_sqlite(parsed, self._engine)
+            self._writer = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """Expose the engine for jobs that need the database directly (leader lease, digests)."""
+        return self._engine
+
+    def _upsert(self, table: Table) -> Upsert:
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _replace(self, table: Table, keys: Sequence[str]) -> Upsert:
+        """INSERT … ON CONFLICT (keys) DO UPDATE every other column from the new row."""
+        stmt = self._upsert(table)
+        new = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=new)
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; return that version."""
+        async with self._writer.begin() as conn:
+            return await migrations.migrate(conn)
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self._engine.dispose()
+
+    # observations -------------------------------------------------------------------------------
+    async def upsert_observations(self, observations: Sequence[Observation]) -> int:
+        """Insert points in one transaction; a later point at the same (series, ts) wins."""
+        rows = [{"series": o.series, "ts": to_epoch(o.ts), "value": o.value} for o in observations]
+        if not rows:
+            return 0
+        stmt = self._replace(db.observations, ("series", "ts"))
+        async with self._writer.begin() as conn:
+            for chunk in _chunks(rows):
+                await conn.execute(stmt, chunk)
+        return len(rows)
+
+    async def observations(
+        self, series: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Observation]:
+        """Return one series' points in time order, optionally within [since, until]."""
+        t = db.observations
+        query = select(t.c.ts, t.c.value).where(t.c.series == series).order_by(t.c.ts)
+        if since is not None:
+            query = query.where(t.c.ts >= to_epoch(since))
+        if until is not None:
+            query = query.where(t.c.ts <= to_epoch(until))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Observation(series, from_epoch(r.ts), r.value) for r in rows]
+
+    async def latest(self, series: str) -> Observation | None:
+        """Return the newest point of a series."""
+        t = db.observations
+        query = (
+            select(t.c.ts, t.c.value).where(t.c.series == series).order_by(t.c.ts.desc()).limit(1)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else Observation(series, from_epoch(row.ts), row.value)
+
+    async def count_observations(self, series: str | None = None) -> int:
+        """Count points, of one series or all."""
+        t = db.observations
+        query = select(func.count()).select_from(t)
+        if series is not None:
+            query = query.where(t.c.series == series)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def iter_observations(self) -> AsyncIterator[Observation]:
+        """Stream every point ordered by series then time, without loading them all."""
+        t = db.observations
+        query = select(t.c.series, t.c.ts, t.c.value).order_by(t.c.series, t.c.ts)
+        async with self._engine.connect() as conn:
+            result = await conn.stream(query.execution_options(yield_per=CHUNK))
+            async for row in result:
+                yield Observation(row.series, from_epoch(row.ts), row.value)
+
+    # subscriptions ------------------------------------------------------------------------------
+    async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:
+        """Activate a chat's subscription, keeping its settings; True if it was not active."""
+        t, at = db.subscriptions, to_epoch(now)
+        fresh = self._upsert(t).values(
+            chat_id=chat_id, kind=str(kind), title=title, active=True, created_at=at, updated_at=at
+        )
+        async with self._writer.begin() as conn:
+            if (await conn.execute(fresh.on_conflict_do_nothing())).rowcount == 1:
+                return True
+            changes = {"kind": str(kind), "title": title, "active": True, "updated_at": at}
+            where = t.c.chat_id == chat_id
+            revive = update(t).where(where, t.c.active.is_(False)).values(**changes)
+            if (await conn.execute(revive)).rowcount == 1:
+                return True
+            await conn.execute(update(t).where(where).values(**changes))
+            return False
+
+    async def unsubscribe(self, chat_id: int) -> bool:
+        """Deactivate a chat's subscription, keeping the row; True if it was active."""
+        t = db.subscriptions
+        stmt = (
+            update(t)
+            .where(t.c.chat_id == chat_id, t.c.active.is_(True))
+            .values(active=False, updated_at=to_epoch(self._clock()))
+        )
+        async with self._writer.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
+        """Return subscriptions, ordered by chat id."""
+        t = db.subscriptions
+        query = select(t).order_by(t.c.chat_id)
+        if active_only:
+            query = query.where(t.c.active.is_(True))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Subscription(
+                r.chat_id, ChatKind(r.kind), r.title, bool(r.active), from_epoch(r.created_at)
+            )
+            for r in rows
+        ]
+
+    # alert state and transitions ----------------------------------------------------------------
+    async def alert_states(self) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(db.alert_states))).all()
+        return {
+            r.rule_id: AlertState(
+                r.rule_id,
+                AlertStatus(r.status),
+                _when(r.since),
+                r.value,
+                _when(r.last_ts),
+                r.fingerprint,
+            )
+            for r in rows
+        }
+
+    async def record_evaluation(
+        self,
+        states: Sequence[AlertState],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[tuple[int, str, str]],
+        now: datetime,
+    ) -> int:
+        """In one transaction: save states, log transitions, enqueue outbox rows; count the rows."""
+        at = to_epoch(now)
+        state_rows = [_state_row(s, at) for s in states]
+        transition_rows = [_transition_row(tr, at) for tr in transitions]
+        async with self._writer.begin() as conn:
+            for chunk in _chunks(state_rows):
+                await conn.execute(self._replace(db.alert_states, ("rule_id",)), chunk)
+            ids: list[int] = []
+            for chunk in _chunks(transition_rows):
+                stmt = insert(db.transitions).returning(
+                    db.transitions.c.id, sort_by_parameter_order=True
+                )
+                ids.extend((await conn.execute(stmt, chunk)).scalars())
+            outbox_rows: list[dict[str, Any]] = []
+            for index, chat_id, text in deliveries:
+                if not 0 <= index < len(ids):  # raising here rolls back the states and transitions
+                    raise IndexError(f"delivery refers to transition {index} of {len(ids)}")
+                tr = transitions[index]
+                outbox_rows.append(
+                    {
+                        "key": f"{ids[index]}:{chat_id}",
+                        "transition_id": ids[index],
+                        "chat_id": str(chat_id),
+                        "rule_id": tr.rule_id,
+                        "kind": str(tr.kind),
+                        "text": text,
+                        "status": PENDING,
+                        "attempts": 0,
+                        "not_before": at,
+                        "error": "",
+                        "created_at": at,
+                    }
+                )
+            for chunk in _chunks(outbox_rows):
+                await conn.execute(insert(db.outbox), chunk)
+        return len(outbox_rows)
+
+    async def transitions(self, limit: int = 50) -> list[Transition]:
+        """Return the most recent transitions, newest first."""
+        t = db.transitions
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Transition(
+                r.rule_id,
+                TransitionKind(r.kind),
+                from_epoch(r.at),
+                r.value,
+                r.message,
+                r.severity,
+                r.reason,
+                _when(r.fired_at),
+            )
+            for r in rows
+        ]
+
+    # outbox -------------------------------------------------------------------------------------
+    async def claim_outbox(self, worker: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Claim due, unsent rows by compare-and-set so two senders never take the same row."""
+        if limit <= 0:
+            return []
+        o, log, at = db.outbox, db.notification_log, to_epoch(now)
+        due = (
+            select(o.c.id)
+            .where(o.c.status == PENDING, o.c.claimed_by.is_(None), o.c.not_before <= at)
+            .order_by(o.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has one writer anyway
+        )
+        claim = update(o).values(claimed_by=worker, claimed_at=at)
+        async with self._writer.begin() as conn:
+            ids = list((await conn.execute(due)).scalars())
+            if not ids:
+                return []
+            await conn.execute(
+                claim.where(o.c.id.in_(ids), o.c.claimed_by.is_(None), o.c.status == PENDING)
+            )
+            joined = o.outerjoin(
+                log, and_(log.c.rule_id == o.c.rule_id, log.c.chat_id == o.c.chat_id)
+            )
+            mine = (
+                select(o, log.c.message_id.label("logged_message_id"))
+                .select_from(joined)
+                .where(o.c.id.in_(ids), o.c.claimed_by == worker)
+                .order_by(o.c.id)
+            )
+            rows = (await conn.execute(mine)).all()
+        return [_outbox_item(r) for r in rows]
+
+    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
+        """Record a delivery and its Telegram message id in the notification log."""
+        o, at = db.outbox, to_epoch(now)
+        async with self._writer.begin() as conn:
+            query = select(o.c.rule_id, o.c.chat_id, o.c.kind).where(o.c.id == item_id)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                raise KeyError(f"no outbox row {item_id}")
+            sent = {"status": SENT, "sent_at": at, "message_id": message_id}
+            await conn.execute(
+                update(o).where(o.c.id == item_id).values(claimed_by=None, claimed_at=None, **sent)
+            )
+            logged = self._replace(db.notification_log, ("rule_id", "chat_id")).values(
+                rule_id=row.rule_id,
+                chat_id=row.chat_id,
+                message_id=message_id,
+                kind=row.kind,
+                sent_at=at,
+            )
+            await conn.execute(logged)
+
+    async def mark_failed(
+        self, item_id: int, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
+        """Release a claimed row for a retry at `retry_at`, or give it up when that is None."""
+        o = db.outbox
+        changes: dict[str, Any] = {
+            "attempts": o.c.attempts + 1,
+            "error": error,
+            "claimed_by": None,
+            "claimed_at": None,
+        }
+        if retry_at is None:
+            changes["status"] = FAILED
+        else:
+            changes["not_before"] = to_epoch(retry_at)
+        async with self._writer.begin() as conn:
+            result = await conn.execute(update(o).where(o.c.id == item_id).values(**changes))
+            if result.rowcount != 1:
+                raise KeyError(f"no outbox row {item_id}")
+
+    async def release_claims(self, worker: str) -> int:
+        """Put rows a worker claimed but never finished back in the queue; "*" releases all."""
+        o = db.outbox
+        stmt = (
+            update(o)
+            .where(o.c.status == PENDING, o.c.claimed_by.is_not(None))
+            .values(claimed_by=None, claimed_at=None)
+        )
+        if worker != "*":
+            stmt = stmt.where(o.c.claimed_by == worker)
+        async with self._writer.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def pending_outbox(self) -> int:
+        """Count rows not yet sent nor given up."""
+        o = db.outbox
+        query = select(func.count()).select_from(o).where(o.c.status == PENDING)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
+        """Return the last message id and time sent for (rule, chat), from the notification log."""
+        log = db.notification_log
+        query = select(log.c.message_id, log.c.sent_at).where(
+            log.c.rule_id == rule_id, log.c.chat_id == str(chat_id)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (row.message_id, from_epoch(row.sent_at))
+
+    # source health ------------------------------------------------------------------------------
+    async def source_health(self) -> dict[str, SourceHealth]:
+        """Return the last known health of every source."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(db.source_health))).all()
+        return {
+            r.name: SourceHealth(
+                r.name,
+                bool(r.up),
+                _when(r.last_success),
+                r.last_error,
+                _when(r.last_error_at),
+                r.failures,
+            )
+            for r in rows
+        }
+
+    async def save_source_health(self, health: SourceHealth) -> None:
+        """Persist a source's health after each poll (`extra` is not stored)."""
+        stmt = self._replace(db.source_health, ("name",)).values(
+            name=health.name,
+            up=health.up,
+            last_success=_epoch(health.last_success),
+            last_error=health.last_error,
+            last_error_at=_epoch(health.last_error_at),
+            failures=health.failures,
+        )
+        async with self._writer.begin() as conn:
+            await conn.execute(stmt)
+
+
+def _state_row(state: AlertState, at: int) -> dict[str, Any]:
+    return {
+        "rule_id": state.rule_id,
+        "status": str(state.status),
+        "since": _epoch(state.since),
+        "value": state.value,
+        "last_ts": _epoch(state.last_ts),
+        "fingerprint": state.fingerprint,
+        "updated_at": at,
+    }
+
+
+def _transition_row(tr: Transition, at: int) -> dict[str, Any]:
+    return {
+        "rule_id": tr.rule_id,
+        "kind": str(tr.kind),
+        "at": to_epoch(tr.at),
+        "value": tr.value,
+        "message": tr.message,
+        "severity": tr.severity,
+        "reason": tr.reason,
+        "fired_at": _epoch(tr.fired_at),
+        "created_at": at,
+    }
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    kind = TransitionKind(row.kind)
+    return OutboxItem(
+        id=row.id,
+        key=row.key,
+        chat_id=row.chat_id,
+        text=row.text,
+        rule_id=row.rule_id,
+        kind=kind,
+        attempts=row.attempts,
+        created_at=from_epoch(row.created_at),
+        reply_to=row.logged_message_id if kind is TransitionKind.RESOLVED else None,
+    )

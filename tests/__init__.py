@@ -1,0 +1,1 @@
+"""Stablewatch test suite."""

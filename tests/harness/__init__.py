@@ -1,0 +1,1 @@
+"""Loopback fakes of the servers the bot talks to, so tests run the real HTTP path offline."""

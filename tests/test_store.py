@@ -1,0 +1,406 @@
+"""The `Store` contract, run against SQLite and PostgreSQL alike (design §7, §9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, func, select, text, update
+
+from bot.model import (
+    AlertState,
+    AlertStatus,
+    ChatKind,
+    Observation,
+    SourceHealth,
+    Transition,
+    TransitionKind,
+)
+from bot.store import migrations
+from bot.store import schema as db
+from bot.store.sql import SqlStore
+from tests.store_backends import (
+    PostgresUnavailableError,
+    postgres_database,
+    postgres_missing,
+    sqlite_url,
+)
+
+T0 = datetime(2025, 11, 3, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database on each backend; PostgreSQL ones are dropped afterwards."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    try:
+        async with postgres_database() as url:
+            yield url
+    except PostgresUnavailableError as exc:  # raised only while creating the database
+        postgres_missing(exc)
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[SqlStore]:
+    """A migrated store, closed before its database is dropped."""
+    store = SqlStore(db_url)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+def obs(series: str, day: int, value: float) -> Observation:
+    return Observation(series, T0 + day * DAY, value)
+
+
+def firing(rule: str, at: datetime = T0, value: float = 1.0) -> Transition:
+    return Transition(rule, TransitionKind.FIRING, at, value, f"{rule} fired", "critical", "x")
+
+
+def resolved(rule: str, at: datetime = T0) -> Transition:
+    return Transition(rule, TransitionKind.RESOLVED, at, None, f"{rule} ok", reason="cleared")
+
+
+async def enqueue(store: SqlStore, chats: int, rules: int = 1, now: datetime = T0) -> int:
+    transitions = [firing(f"r{i}") for i in range(rules)]
+    deliveries = [(i, str(c), f"text {i}/{c}") for i in range(rules) for c in range(chats)]
+    return await store.record_evaluation([], transitions, deliveries, now)
+
+
+# migrations -------------------------------------------------------------------------------------
+async def test_migrate_is_idempotent_and_returns_newest_version(store: SqlStore) -> None:
+    newest = migrations.newest_version()
+    assert await store.migrate() == newest
+    assert await store.migrate() == newest
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(select(db.schema_version.c.version))).scalars().all()
+    assert versions == [newest]
+
+
+async def test_database_with_newer_schema_is_refused(store: SqlStore, db_url: str) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(update(db.schema_version).values(version=99))
+    other = SqlStore(db_url)
+    try:
+        with pytest.raises(migrations.SchemaTooNewError, match="version 99"):
+            await other.migrate()
+    finally:
+        await other.close()
+
+
+async def test_upgrade_applies_only_missing_migrations(store: SqlStore) -> None:
+    applied: list[int] = []
+
+    def add_table(conn: Connection) -> None:
+        applied.append(2)
+        conn.exec_driver_sql("CREATE TABLE extra (x INTEGER)")
+
+    history = (*migrations.MIGRATIONS, migrations.Migration(2, "extra table", add_table))
+    for _ in range(2):
+        async with store.engine.begin() as conn:
+            assert await conn.run_sync(migrations.upgrade, history) == 2
+    assert applied == [2]
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM extra"))).scalar_one() == 0
+
+
+async def test_failed_migration_leaves_schema_untouched(store: SqlStore) -> None:
+    def broken(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    history = (*migrations.MIGRATIONS, migrations.Migration(2, "broken", broken))
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.engine.begin() as conn:
+            await conn.run_sync(migrations.upgrade, history)
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(migrations.current_version) == 1
+        assert not await conn.run_sync(lambda c: c.dialect.has_table(c, "half_done"))
+
+
+# observations -----------------------------------------------------------------------------------
+async def test_revision_replaces_value(store: SqlStore) -> None:
+    assert await store.upsert_observations([obs("etf.btc.net_flow", 0, -100.0)]) == 1
+    await store.upsert_observations([obs("etf.btc.net_flow", 0, 250.5)])
+    assert await store.observations("etf.btc.net_flow") == [obs("etf.btc.net_flow", 0, 250.5)]
+    assert await store.count_observations() == 1
+
+
+async def test_later_duplicate_in_one_batch_wins(store: SqlStore) -> None:
+    await store.upsert_observations([obs("fear_greed", 0, 10.0), obs("fear_greed", 0, 11.0)])
+    assert await store.observations("fear_greed") == [obs("fear_greed", 0, 11.0)]
+
+
+async def test_observations_in_time_order_within_inclusive_bounds(store: SqlStore) -> None:
+    points = [obs("price.btc", day, 100.0 + day) for day in (4, 0, 3, 1, 2)]
+    await store.upsert_observations([*points, obs("price.eth", 2, 5.0)])
+    everything = await store.observations("price.btc")
+    assert [p.ts for p in everything] == [T0 + d * DAY for d in range(5)]
+    window = await store.observations("price.btc", since=T0 + DAY, until=T0 + 3 * DAY)
+    assert window == [obs("price.btc", d, 100.0 + d) for d in (1, 2, 3)]
+    assert await store.observations("price.btc", since=T0 + 4 * DAY) == [obs("price.btc", 4, 104)]
+    assert await store.observations("price.btc", until=T0) == [obs("price.btc", 0, 100.0)]
+    assert await store.observations("nope") == []
+
+
+async def test_latest_is_the_newest_point_of_that_series(store: SqlStore) -> None:
+    assert await store.latest("price.btc") is None
+    await store.upsert_observations(
+        [obs("price.btc", 2, 3.0), obs("price.btc", 5, 6.0), obs("price.eth", 9, 1.0)]
+    )
+    assert await store.latest("price.btc") == obs("price.btc", 5, 6.0)
+
+
+async def test_count_per_series_and_total(store: SqlStore) -> None:
+    assert await store.count_observations() == 0
+    await store.upsert_observations([obs("a", d, 1.0) for d in range(3)] + [obs("b", 0, 1.0)])
+    assert await store.count_observations() == 4
+    assert await store.count_observations("a") == 3
+    assert await store.count_observations("c") == 0
+
+
+async def test_values_keep_double_precision(store: SqlStore) -> None:
+    await store.upsert_observations([obs("funding.btc.binance", 0, 0.000123456789012345)])
+    assert (await store.observations("funding.btc.binance"))[0].value == 0.000123456789012345
+
+
+async def test_iter_observations_streams_everything_in_series_then_time_order(
+    store: SqlStore,
+) -> None:
+    points = [
+        Observation(s, T0 + i * timedelta(hours=1), float(i)) for s in "cab" for i in range(700)
+    ]
+    assert await store.upsert_observations(points[::-1]) == 2100
+    streamed = [p async for p in store.iter_observations()]
+    assert streamed == sorted(points, key=lambda p: (p.series, p.ts))
+
+
+async def test_timestamps_come_back_timezone_aware_utc(store: SqlStore) -> None:
+    local = datetime(2025, 11, 3, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    await store.upsert_observations([Observation("x", local, 1.0)])
+    (point,) = await store.observations("x")
+    assert point.ts == local
+    assert point.ts.tzinfo is UTC
+    assert point.ts.hour == 7
+
+
+async def test_naive_timestamp_is_rejected(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.upsert_observations([Observation("x", datetime(2025, 1, 1), 1.0)])
+
+
+# subscriptions ----------------------------------------------------------------------------------
+async def test_subscribe_unsubscribe_and_reactivate(store: SqlStore) -> None:
+    assert await store.subscribe(42, ChatKind.PRIVATE, "Ann", T0) is True
+    assert await store.subscribe(42, ChatKind.PRIVATE, "Ann B.", T0 + DAY) is False
+    assert await store.unsubscribe(42) is True
+    assert await store.unsubscribe(42) is False
+    assert await store.unsubscribe(7) is False
+    assert await store.subscriptions() == []
+    (inactive,) = await store.subscriptions(active_only=False)
+    assert (inactive.active, inactive.title) == (False, "Ann B.")
+    assert await store.subscribe(42, ChatKind.PRIVATE, "Ann", T0 + 2 * DAY) is True
+    (sub,) = await store.subscriptions()
+    assert sub.active
+    assert sub.created_at == T0  # reactivation keeps the original row
+
+
+async def test_subscriptions_ordered_by_chat_id(store: SqlStore) -> None:
+    for chat_id, kind in [(5, ChatKind.GROUP), (-1001234567890, ChatKind.SUPERGROUP)]:
+        await store.subscribe(chat_id, kind, f"chat {chat_id}", T0)
+    await store.subscribe(1, ChatKind.CHANNEL, "news", T0)
+    await store.unsubscribe(5)
+    assert [s.chat_id for s in await store.subscriptions()] == [-1001234567890, 1]
+    everyone = await store.subscriptions(active_only=False)
+    assert [(s.chat_id, s.kind) for s in everyone] == [
+        (-1001234567890, ChatKind.SUPERGROUP),
+        (1, ChatKind.CHANNEL),
+        (5, ChatKind.GROUP),
+    ]
+
+
+# alert state, transitions -----------------------------------------------------------------------
+async def test_record_evaluation_writes_states_transitions_and_outbox(store: SqlStore) -> None:
+    state = AlertState("flows", AlertStatus.FIRING, T0, -5.5, T0 + DAY, "fp1")
+    tr = firing("flows", T0 + DAY, -5.5)
+    deliveries = [(0, "42", "<b>fired</b>"), (0, "@channel", "fired")]
+    assert await store.record_evaluation([state], [tr], deliveries, T0 + DAY) == 2
+    assert await store.alert_states() == {"flows": state}
+    assert await store.transitions() == [tr]
+    assert await store.pending_outbox() == 2
+    items = await store.claim_outbox("w", T0 + DAY)
+    assert [(i.chat_id, i.text, i.kind, i.attempts) for i in items] == [
+        ("42", "<b>fired</b>", TransitionKind.FIRING, 0),
+        ("@channel", "fired", TransitionKind.FIRING, 0),
+    ]
+    assert items[0].key.endswith(":42")
+    assert items[0].created_at == T0 + DAY
+
+
+async def test_new_state_replaces_old_one(store: SqlStore) -> None:
+    await store.record_evaluation([AlertState("r", AlertStatus.PENDING, T0)], [], [], T0)
+    await store.record_evaluation([AlertState("r"), AlertState("s", last_ts=T0)], [], [], T0)
+    assert await store.alert_states() == {"r": AlertState("r"), "s": AlertState("s", last_ts=T0)}
+
+
+@pytest.mark.parametrize("index", [1, -1])
+async def test_failed_evaluation_writes_nothing(store: SqlStore, index: int) -> None:
+    state = AlertState("r", AlertStatus.FIRING, T0)
+    with pytest.raises(IndexError):
+        await store.record_evaluation(
+            [state], [firing("r")], [(0, "1", "a"), (index, "2", "b")], T0
+        )
+    assert await store.alert_states() == {}
+    assert await store.transitions() == []
+    assert await store.pending_outbox() == 0
+
+
+async def test_transitions_newest_first(store: SqlStore) -> None:
+    for day in range(4):
+        await store.record_evaluation([], [firing(f"r{day}", T0 + day * DAY)], [], T0 + day * DAY)
+    await store.record_evaluation([], [resolved("r0", T0 + 9 * DAY)], [], T0 + 9 * DAY)
+    recent = await store.transitions(limit=3)
+    assert [t.rule_id for t in recent] == ["r0", "r3", "r2"]
+    assert recent[0] == resolved("r0", T0 + 9 * DAY)
+
+
+# outbox -----------------------------------------------------------------------------------------
+async def test_concurrent_claimers_never_share_a_row(store: SqlStore) -> None:
+    total = await enqueue(store, chats=20, rules=3)
+    claimed: list[int] = []
+    for _ in range(20):
+        batches = await asyncio.gather(*(store.claim_outbox(f"w{n}", T0, 7) for n in range(4)))
+        claimed += [item.id for batch in batches for item in batch]
+        if not any(batches):
+            break
+    assert sorted(claimed) == sorted(set(claimed))
+    assert len(claimed) == total == 60
+
+
+async def test_two_store_instances_never_share_a_row(store: SqlStore, db_url: str) -> None:
+    total = await enqueue(store, chats=25, rules=2)
+    other = SqlStore(db_url)
+    try:
+        claimed: list[int] = []
+        for _ in range(20):
+            a, b = await asyncio.gather(
+                store.claim_outbox("a", T0, 9), other.claim_outbox("b", T0, 9)
+            )
+            claimed += [item.id for item in a + b]
+            if not (a or b):
+                break
+    finally:
+        await other.close()
+    assert sorted(claimed) == sorted(set(claimed))
+    assert len(claimed) == total
+
+
+async def test_claim_respects_not_before_and_limit(store: SqlStore) -> None:
+    await enqueue(store, chats=3, now=T0 + DAY)
+    assert await store.claim_outbox("w", T0) == []
+    first = await store.claim_outbox("w", T0 + DAY, limit=2)
+    assert [i.chat_id for i in first] == ["0", "1"]
+    assert [i.chat_id for i in await store.claim_outbox("w", T0 + DAY)] == ["2"]
+    assert await store.claim_outbox("w", T0 + 2 * DAY) == []
+    assert await store.pending_outbox() == 3
+
+
+async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore) -> None:
+    await store.record_evaluation([], [firing("flows")], [(0, "42", "fired")], T0)
+    (item,) = await store.claim_outbox("w", T0)
+    assert item.reply_to is None
+    await store.mark_sent(item.id, 777, T0 + timedelta(seconds=1))
+    assert await store.notification("flows", "42") == (777, T0 + timedelta(seconds=1))
+    assert await store.notification("flows", "43") is None
+    assert await store.pending_outbox() == 0
+    assert await store.claim_outbox("w", T0 + DAY) == []
+
+    await store.record_evaluation([], [resolved("flows", T0 + DAY)], [(0, "42", "ok")], T0 + DAY)
+    (done,) = await store.claim_outbox("w", T0 + DAY)
+    assert (done.kind, done.reply_to) == (TransitionKind.RESOLVED, 777)
+    await store.mark_sent(done.id, None, T0 + DAY)
+    assert await store.notification("flows", "42") == (None, T0 + DAY)
+
+
+async def test_mark_sent_unknown_row_raises(store: SqlStore) -> None:
+    with pytest.raises(KeyError):
+        await store.mark_sent(12345, 1, T0)
+    with pytest.raises(KeyError):
+        await store.mark_failed(12345, "x", T0, None)
+
+
+async def test_mark_failed_with_retry_requeues_after_retry_at(store: SqlStore) -> None:
+    await enqueue(store, chats=1)
+    (item,) = await store.claim_outbox("w", T0)
+    await store.mark_failed(
+        item.id, "429 Too Many Requests", T0, retry_at=T0 + timedelta(minutes=1)
+    )
+    assert await store.pending_outbox() == 1
+    assert await store.claim_outbox("w", T0 + timedelta(seconds=59)) == []
+    (again,) = await store.claim_outbox("w2", T0 + timedelta(minutes=1))
+    assert (again.id, again.attempts) == (item.id, 1)
+
+
+async def test_mark_failed_without_retry_gives_up(store: SqlStore) -> None:
+    await enqueue(store, chats=1)
+    (item,) = await store.claim_outbox("w", T0)
+    await store.mark_failed(item.id, "400 Bad Request", T0, retry_at=None)
+    assert await store.pending_outbox() == 0
+    assert await store.claim_outbox("w", T0 + DAY) == []
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(db.outbox))).one()
+    assert (row.status, row.error, row.attempts, row.claimed_by) == (
+        "failed",
+        "400 Bad Request",
+        1,
+        None,
+    )
+
+
+async def test_release_claims_requeues_a_crashed_workers_rows(store: SqlStore) -> None:
+    await enqueue(store, chats=4)
+    crashed = await store.claim_outbox("crashed", T0, limit=2)
+    alive = await store.claim_outbox("alive", T0, limit=1)
+    await store.mark_sent(alive[0].id, 1, T0)
+    assert await store.claim_outbox("other", T0, limit=1) != []
+    assert await store.release_claims("nobody") == 0
+    assert await store.release_claims("crashed") == 2
+    again = await store.claim_outbox("new", T0)
+    assert [i.id for i in again] == [i.id for i in crashed]
+    assert await store.release_claims("*") == 3  # "other" and "new" both still hold rows
+    async with store.engine.connect() as conn:
+        claimed = select(func.count()).where(db.outbox.c.claimed_by.is_not(None))
+        assert (await conn.execute(claimed)).scalar_one() == 0
+
+
+# source health ----------------------------------------------------------------------------------
+async def test_source_health_roundtrip(store: SqlStore) -> None:
+    assert await store.source_health() == {}
+    down = SourceHealth("farside", False, T0, "HTTP 503", T0 + DAY, 3, extra={"x": "y"})
+    await store.save_source_health(SourceHealth("farside", True, T0))
+    await store.save_source_health(down)
+    await store.save_source_health(SourceHealth("binance", True))
+    health = await store.source_health()
+    assert health["farside"] == SourceHealth("farside", False, T0, "HTTP 503", T0 + DAY, 3)
+    assert health["binance"] == SourceHealth("binance", True)
+    assert health["farside"].last_error_at is not None
+    assert health["farside"].last_error_at.tzinfo is UTC
+
+
+# SQLite specifics -------------------------------------------------------------------------------
+async def test_sqlite_creates_missing_folder_and_uses_wal(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'a' / 'b' / 'x.db'}")
+    try:
+        assert await store.migrate() == migrations.newest_version()
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one() > 0
+    finally:
+        await store.close()
+    assert (tmp_path / "a" / "b" / "x.db").exists()
