@@ -184,4 +184,3 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = system_clo
         log.info("stopping")
     finally:
         await runtime.stop()
-

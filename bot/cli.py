@@ -68,21 +68,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate settings and rule files; print `file:line:col: message` lines."""
     from bot.engine.rules import load_rules
-    from bot.notify.templates import TemplateError, check
 
     settings = _settings(args)
     directory = args.rules or settings.rules.dir
     ruleset = load_rules(directory)
     problems = [str(issue) for issue in ruleset.issues]
-    for rule in ruleset.rules:
-        for field in ("message", "resolved_message"):
-            source = getattr(rule, field)
-            if source is None:
-                continue
-            try:
-                check(source)
-            except TemplateError as exc:
-                problems.append(f"{directory}: rule '{rule.id}': {field}: {exc}")
     for line in problems:
         print(line)
     if problems:

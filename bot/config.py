@@ -1,4 +1,4 @@
-"""Settings: `settings/stablewatch.toml`, then `.env`, then `STABLEWATCH_*` variables (design §2.2)."""
+"""Settings: `settings/stablewatch.toml`, then `.env`, then `STABLEWATCH_*` variables (§2.2)."""
 
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def _describe(error: Any) -> str:
 
 
 def load_settings(config: Path | None = None, *, env_file: Path | None = Path(".env")) -> Settings:
-    """Read the TOML file (if present), `.env` and the environment; raise ConfigError on bad values."""
+    """Read the TOML file (if present), `.env` and the environment; ConfigError on bad values."""
     path = config or DEFAULT_CONFIG
     data: dict[str, Any] = {}
     if path.exists():
@@ -214,7 +214,8 @@ def load_settings(config: Path | None = None, *, env_file: Path | None = Path(".
     unknown = sorted(set(data) - set(Settings.model_fields))
     if unknown:
         raise ConfigError(
-            f"bad setting {unknown[0]}: unknown setting (check the spelling against {DEFAULT_CONFIG})"
+            f"bad setting {unknown[0]}: unknown setting "
+            f"(check the spelling against {DEFAULT_CONFIG})"
         )
     try:
         return Settings(_env_file=env_file, **data)

@@ -33,9 +33,13 @@ def test_shipped_toml_matches_the_built_in_defaults(clean_env: Path) -> None:
     assert from_file.model_dump_json() == Settings(_env_file=None).model_dump_json()
 
 
-def test_environment_beats_dotenv_beats_file(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_beats_dotenv_beats_file(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = clean_env / "s.toml"
-    config.write_text('[digest]\ntime = "07:00"\ntimezone = "Europe/Berlin"\n[log]\nlevel = "DEBUG"\n')
+    config.write_text(
+        '[digest]\ntime = "07:00"\ntimezone = "Europe/Berlin"\n[log]\nlevel = "DEBUG"\n'
+    )
     dotenv = clean_env / ".env"
     dotenv.write_text("STABLEWATCH_DIGEST__TIME=06:30\nSTABLEWATCH_LOG__LEVEL=WARNING\nOTHER=1\n")
     monkeypatch.setenv("STABLEWATCH_LOG__LEVEL", "ERROR")
@@ -62,7 +66,11 @@ def test_nested_env_and_json_lists(clean_env: Path, monkeypatch: pytest.MonkeyPa
         ('[telegram]\naccess = "closed"', "telegram.access", "'open' or 'allowlist'"),
         ('[store]\nurl = "mysql://x"', "store.url", "sqlite+aiosqlite"),
         ('[telegram]\ntokn = "1:a"', "telegram.tokn", "unknown setting"),
-        ('[sources.fear_greed]\nbase_url = "https://x.io/fng/"', "sources.fear_greed.base_url", "scheme and host"),
+        (
+            '[sources.fear_greed]\nbase_url = "https://x.io/fng/"',
+            "sources.fear_greed.base_url",
+            "scheme and host",
+        ),
     ],
 )
 def test_bad_value_is_one_line_naming_key_and_expectation(

@@ -10,9 +10,9 @@ from datetime import datetime
 from bot.alerts.evaluate import evaluate
 from bot.alerts.state import Change
 from bot.engine.rules import Rule, RuleSet
+from bot.engine.templates import TemplateError, render
 from bot.model import AlertState, Transition, TransitionKind
 from bot.notify.render import render_transition
-from bot.notify.templates import TemplateError, render
 from bot.store import Store
 
 log = logging.getLogger(__name__)

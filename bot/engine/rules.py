@@ -75,6 +75,18 @@ class Rule(_Strict):
             )
         return value
 
+    @field_validator("message", "resolved_message")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            from bot.engine.templates import TemplateError, check
+
+            try:
+                check(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _default_name(self) -> Rule:
         if not self.name:

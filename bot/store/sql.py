@@ -7,7 +7,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Row,
+    Select,
+    Table,
+    and_,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -103,6 +115,18 @@ class SqlStore:
         new = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=new)
 
+    async def _fetch(self, query: Executable) -> Sequence[Row[Any]]:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
+    async def _count(self, query: Select[tuple[int]]) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def _write(self, stmt: Executable) -> int:
+        async with self._writer.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
     async def migrate(self) -> int:
         """Bring the schema to the newest version; return that version."""
         async with self._writer.begin() as conn:
@@ -134,8 +158,7 @@ class SqlStore:
             query = query.where(t.c.ts >= to_epoch(since))
         if until is not None:
             query = query.where(t.c.ts <= to_epoch(until))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._fetch(query)
         return [Observation(series, from_epoch(r.ts), r.value) for r in rows]
 
     async def latest(self, series: str) -> Observation | None:
@@ -144,9 +167,8 @@ class SqlStore:
         query = (
             select(t.c.ts, t.c.value).where(t.c.series == series).order_by(t.c.ts.desc()).limit(1)
         )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else Observation(series, from_epoch(row.ts), row.value)
+        rows = await self._fetch(query)
+        return Observation(series, from_epoch(rows[0].ts), rows[0].value) if rows else None
 
     async def count_observations(self, series: str | None = None) -> int:
         """Count points, of one series or all."""
@@ -154,8 +176,7 @@ class SqlStore:
         query = select(func.count()).select_from(t)
         if series is not None:
             query = query.where(t.c.series == series)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return await self._count(query)
 
     async def iter_observations(self) -> AsyncIterator[Observation]:
         """Stream every point ordered by series then time, without loading them all."""
@@ -192,8 +213,7 @@ class SqlStore:
             .where(t.c.chat_id == chat_id, t.c.active.is_(True))
             .values(active=False, updated_at=to_epoch(self._clock()))
         )
-        async with self._writer.begin() as conn:
-            return (await conn.execute(stmt)).rowcount == 1
+        return await self._write(stmt) == 1
 
     async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
         """Return subscriptions, ordered by chat id."""
@@ -201,8 +221,7 @@ class SqlStore:
         query = select(t).order_by(t.c.chat_id)
         if active_only:
             query = query.where(t.c.active.is_(True))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._fetch(query)
         return [
             Subscription(
                 r.chat_id, ChatKind(r.kind), r.title, bool(r.active), from_epoch(r.created_at)
@@ -213,8 +232,7 @@ class SqlStore:
     # alert state and transitions ----------------------------------------------------------------
     async def alert_states(self) -> dict[str, AlertState]:
         """Return the persisted state of every rule that has one."""
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(db.alert_states))).all()
+        rows = await self._fetch(select(db.alert_states))
         return {
             r.rule_id: AlertState(
                 r.rule_id,
@@ -275,8 +293,7 @@ class SqlStore:
         """Return the most recent transitions, newest first."""
         t = db.transitions
         query = select(t).order_by(t.c.id.desc()).limit(limit)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._fetch(query)
         return [
             Transition(
                 r.rule_id,
@@ -350,20 +367,14 @@ class SqlStore:
     ) -> None:
         """Release a claimed row for a retry at `retry_at`, or give it up when that is None."""
         o = db.outbox
-        changes: dict[str, Any] = {
-            "attempts": o.c.attempts + 1,
-            "error": error,
-            "claimed_by": None,
-            "claimed_at": None,
-        }
+        changes: dict[str, Any] = {"attempts": o.c.attempts + 1, "error": error}
+        changes |= {"claimed_by": None, "claimed_at": None}
         if retry_at is None:
             changes["status"] = FAILED
         else:
             changes["not_before"] = to_epoch(retry_at)
-        async with self._writer.begin() as conn:
-            result = await conn.execute(update(o).where(o.c.id == item_id).values(**changes))
-            if result.rowcount != 1:
-                raise KeyError(f"no outbox row {item_id}")
+        if await self._write(update(o).where(o.c.id == item_id).values(**changes)) != 1:
+            raise KeyError(f"no outbox row {item_id}")
 
     async def release_claims(self, worker: str) -> int:
         """Put rows a worker claimed but never finished back in the queue; "*" releases all."""
@@ -375,15 +386,13 @@ class SqlStore:
         )
         if worker != "*":
             stmt = stmt.where(o.c.claimed_by == worker)
-        async with self._writer.begin() as conn:
-            return (await conn.execute(stmt)).rowcount
+        return await self._write(stmt)
 
     async def pending_outbox(self) -> int:
         """Count rows not yet sent nor given up."""
         o = db.outbox
         query = select(func.count()).select_from(o).where(o.c.status == PENDING)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return await self._count(query)
 
     async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
         """Return the last message id and time sent for (rule, chat), from the notification log."""
@@ -391,15 +400,13 @@ class SqlStore:
         query = select(log.c.message_id, log.c.sent_at).where(
             log.c.rule_id == rule_id, log.c.chat_id == str(chat_id)
         )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else (row.message_id, from_epoch(row.sent_at))
+        rows = await self._fetch(query)
+        return (rows[0].message_id, from_epoch(rows[0].sent_at)) if rows else None
 
     # source health ------------------------------------------------------------------------------
     async def source_health(self) -> dict[str, SourceHealth]:
         """Return the last known health of every source."""
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(db.source_health))).all()
+        rows = await self._fetch(select(db.source_health))
         return {
             r.name: SourceHealth(
                 r.name,
@@ -422,8 +429,7 @@ class SqlStore:
             last_error_at=_epoch(health.last_error_at),
             failures=health.failures,
         )
-        async with self._writer.begin() as conn:
-            await conn.execute(stmt)
+        await self._write(stmt)
 
 
 def _state_row(state: AlertState, at: int) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The `stablewatch` command: exit codes, import/export round trip on the shared real data."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import ROOT, SHARED_DATA
+
+
+@pytest.fixture
+def store_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(
+        "STABLEWATCH_STORE__URL", f"sqlite+aiosqlite:///{clean_env / 'var' / 'sw.db'}"
+    )
+    monkeypatch.setenv("STABLEWATCH_RULES__DIR", str(ROOT / "rules"))
+    return clean_env
+
+
+def rows(path: Path) -> set[tuple[str, str, float]]:
+    with path.open() as handle:
+        reader = csv.DictReader(handle)
+        return {(r["series"], r["ts"], float(r["value"])) for r in reader}
+
+
+def test_import_then_export_round_trips_the_shared_data(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = sorted(SHARED_DATA.glob("*.csv"))
+    for path in files:
+        assert main(["import", str(path)]) == 0
+    assert main(["import", str(files[0])]) == 0  # idempotent upsert
+    out = store_env / "out.csv"
+    assert main(["export", "-o", str(out)]) == 0
+    expected: set[tuple[str, str, float]] = set()
+    for path in files:
+        expected |= {
+            (s, ts.replace("T00:00:00Z", "") if "funding" not in s else ts, v)
+            for s, ts, v in rows(path)
+        }
+    assert rows(out) == expected
+    assert "imported 84 point(s) in 2 series" in capsys.readouterr().out
+
+
+def test_import_revision_replaces_value(store_env: Path) -> None:
+    first = store_env / "a.csv"
+    first.write_text("series,ts,value\netf.btc.net_flow,2025-11-03,-100\n")
+    second = store_env / "b.csv"
+    second.write_text("series,ts,value\netf.btc.net_flow,2025-11-03T00:00:00Z,-186.5\n")
+    assert main(["import", str(first)]) == 0
+    assert main(["import", str(second)]) == 0
+    out = store_env / "out.csv"
+    main(["export", "-o", str(out)])
+    assert out.read_text().splitlines()[1:] == ["etf.btc.net_flow,2025-11-03,-186.5"]
+
+
+def test_import_with_bad_rows_imports_nothing_and_names_lines(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = store_env / "bad.csv"
+    bad.write_text(
+        "series,ts,value\nfear_greed,2025-10-01,20\nfear_greed,yesterday,21\nfear_greed,2025-10-03,nan\n"
+    )
+    assert main(["import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:3: ts:" in err and f"{bad}:4: value:" in err
+    out = store_env / "out.csv"
+    main(["export", "-o", str(out)])
+    assert out.read_text().strip() == "series,ts,value"
+
+
+def test_import_missing_file_is_usage_error(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", "nope.csv"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_check_passes_on_shipped_rules(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"]) == 0
+    assert "rule(s) ok" in capsys.readouterr().out
+
+
+def test_check_fails_with_positions_on_broken_rules(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = store_env / "r"
+    rules.mkdir()
+    (rules / "x.yaml").write_text(
+        "rules:\n  - id: a\n    series: s\n    condition: {above: x}\n"
+        "  - id: b\n    series: s\n    condition: {above: 1}\n    message: '{{ value '\n"
+    )
+    assert main(["check", "--rules", str(rules)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{rules / 'x.yaml'}:4:")
+    assert any(
+        line.startswith(f"{rules / 'x.yaml'}:8:") and "rule 'b': message" in line for line in out
+    )
+
+
+def test_bad_setting_exits_2_with_one_line(
+    store_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STABLEWATCH_DIGEST__TIME", "8 o'clock")
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "digest.time" in err[0] and "HH:MM" in err[0]
+
+
+def test_unknown_source_is_usage_error(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", "nosuch"]) == 2
+    assert "unknown source 'nosuch'" in capsys.readouterr().err

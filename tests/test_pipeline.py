@@ -1,0 +1,82 @@
+"""After data lands: states persist, only the newest point's transitions reach chats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bot.alerts.pipeline import evaluate_series
+from bot.engine.rules import load_rules
+from bot.model import ChatKind, Observation
+from tests.conftest import ROOT
+from tests.store_backends import make_sqlite_store
+
+DAY0 = datetime(2025, 10, 1, tzinfo=UTC)
+NOW = datetime(2025, 11, 1, tzinfo=UTC)
+
+
+def fg(day: int, value: float) -> Observation:
+    return Observation("fear_greed", DAY0 + timedelta(days=day), value)
+
+
+async def test_backfilled_history_does_not_replay_old_alerts(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    rules = load_rules(ROOT / "rules")
+    try:
+        await store.subscribe(42, ChatKind.PRIVATE, "me", NOW)
+        await store.upsert_observations([fg(0, 30), fg(1, 15), fg(2, 30), fg(3, 18), fg(4, 19)])
+        outcome = await evaluate_series(store, rules, {"fear_greed"}, NOW)
+        assert [t.kind.value for t in outcome.transitions] == ["firing", "resolved", "firing"]
+        assert outcome.enqueued == 0  # the last firing was on day 3, not at the newest point
+        assert (await store.alert_states())["extreme-fear"].status.value == "firing"
+    finally:
+        await store.close()
+
+
+async def test_transition_at_newest_point_goes_to_every_chat_and_channel(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    rules = load_rules(ROOT / "rules")
+    try:
+        await store.subscribe(1, ChatKind.PRIVATE, "a", NOW)
+        await store.subscribe(-100, ChatKind.GROUP, "g", NOW)
+        await store.upsert_observations([fg(0, 30)])
+        await evaluate_series(store, rules, {"fear_greed"}, NOW)
+        await store.upsert_observations([fg(1, 15)])
+        outcome = await evaluate_series(store, rules, {"fear_greed"}, NOW, ["@chan"])
+        assert outcome.enqueued == 3
+        items = await store.claim_outbox("w", NOW + timedelta(seconds=1))
+        assert sorted(i.chat_id for i in items) == ["-100", "1", "@chan"]
+        assert "Extreme fear" in items[0].text and "15" in items[0].text
+        again = await evaluate_series(store, rules, {"fear_greed"}, NOW)
+        assert again.transitions == () and again.enqueued == 0
+    finally:
+        await store.close()
+
+
+async def test_unrelated_series_evaluates_nothing(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    try:
+        await store.upsert_observations([fg(0, 10)])
+        outcome = await evaluate_series(store, load_rules(ROOT / "rules"), {"other"}, NOW)
+        assert outcome.transitions == ()
+        assert await store.alert_states() == {}
+    finally:
+        await store.close()
+
+
+async def test_broken_template_falls_back_to_a_plain_line(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "a.yaml").write_text(
+        "rules:\n  - id: f\n    series: fear_greed\n    condition: {below: 50}\n"
+        "    message: '{{ nope.missing }}'\n"
+    )
+    store = await make_sqlite_store(tmp_path)
+    try:
+        await store.upsert_observations([fg(0, 10)])
+        outcome = await evaluate_series(
+            store, load_rules(tmp_path / "r"), {"fear_greed"}, NOW, ["c"]
+        )
+        assert outcome.transitions[0].message == "f: 10"
+        assert outcome.enqueued == 1
+    finally:
+        await store.close()
