@@ -30,7 +30,7 @@ class Store(Protocol):
 
     # observations -------------------------------------------------------------------------------
     async def upsert_observations(self, observations: Sequence[Observation]) -> int:
-        """Insert points; a point at an existing (series, ts) is a revision and replaces the value."""
+        """Insert points; a revision (same series and ts) replaces the stored value."""
         ...
 
     async def observations(
