@@ -54,6 +54,8 @@ class Runtime:
         self._telegram: Any = None
         self._notifier: Notifier | None = None
         self._outbox: OutboxWorker | None = None
+        self._http: HttpClient | None = None
+        self.sources: dict[str, Source] = {}
 
     @property
     def store(self) -> Store:
@@ -108,9 +110,10 @@ class Runtime:
         assert self._notifier is not None
         self._outbox = OutboxWorker(self.store, self._notifier, self.clock, self.worker_id)
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
-        http = HttpClient(self._session)
+        http = self._http = HttpClient(self._session)
         now = self.clock()
         for source in build_sources(self.settings.sources.enabled()):
+            self.sources[source.name] = source
             cfg = getattr(self.settings.sources, source.name)
             self.scheduler.every(
                 f"poll:{source.name}",
@@ -143,15 +146,18 @@ class Runtime:
         if not result.ok:
             retry = min(cfg.interval.total_seconds(), 30 + backoff_delay(result.failures, 30, 900))
             self.scheduler.once(
-                f"retry:{source.name}",
-                self.clock() + timedelta(seconds=retry),
-                self._poll_job(source, http),
+                f"retry:{source.name}", timedelta(seconds=retry), self._poll_job(source, http)
             )
         outcome = await evaluate_series(
             self.store, self.rules, result.series, self.clock(), self.channels
         )
         if outcome.enqueued:
             await self.deliver()
+
+    async def poll_now(self, name: str) -> None:
+        """Poll one source at once, outside its schedule (tests, admin commands)."""
+        assert self._http is not None, "runtime not started"
+        await self.poll(self.sources[name], self._http)
 
     async def deliver(self) -> None:
         """Drain the outbox; one drain at a time per process."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,22 @@ class Scheduler:
             replace_existing=True,
         )
 
-    def once(self, name: str, at: datetime, fn: JobFn) -> None:
-        """Add (or move) a one-shot job, e.g. a retry after a failed poll."""
+    def once(self, name: str, delay: timedelta, fn: JobFn) -> None:
+        """Add (or move) a one-shot job `delay` from now on the wall clock, e.g. a poll retry."""
         self._scheduler.add_job(
             self._tracked(name, fn),
             "date",
-            run_date=at,
+            run_date=datetime.now(UTC) + delay,
             id=name,
             name=name,
             max_instances=1,
             misfire_grace_time=60,
             replace_existing=True,
         )
+
+    def has_job(self, name: str) -> bool:
+        """Whether a job is scheduled under this name."""
+        return self._scheduler.get_job(name) is not None
 
     def start(self) -> None:
         """Start inside the running loop (APScheduler 3.11 requires it)."""

@@ -118,11 +118,12 @@ async def start(update: Update, ctx: CommandContext) -> None:
         return
     kind = ChatKind(str(chat.type))
     fresh = await ctx.store.subscribe(chat.id, kind, chat.effective_name or "", ctx.clock())
-    where = "This chat" if kind is ChatKind.PRIVATE else html.escape(chat.effective_name or "")
+    name = chat.effective_name if kind is not ChatKind.PRIVATE else None
+    where = f"<b>{html.escape(name)}</b>" if name else "This chat"
     status = (
-        f"✅ {where or 'This chat'} is now subscribed: alerts will arrive here."
+        f"✅ {where} is now subscribed: alerts will arrive here."
         if fresh
-        else f"✅ {where or 'This chat'} was already subscribed."
+        else f"✅ {where} was already subscribed."
     )
     await reply(update, f"{ABOUT}\n\n{status}\n/stop ends the alerts; /help lists every command.")
 
@@ -166,7 +167,7 @@ def addressed_command(message: Message, bot_username: str) -> str | None:
 
 
 async def unknown_command(update: Update, ctx: CommandContext) -> None:
-    """Answer a command we don't have with a pointer to /help (in groups only if addressed to us)."""
+    """Point an unknown command to /help (in groups only when it names this bot)."""
     message = update.effective_message
     if message is None:
         return

@@ -4,6 +4,7 @@ It speaks the wire format PTB uses (form, multipart or JSON bodies; `{"ok": …}
 HTTP status PTB maps to exceptions) and keeps just enough state to look like Telegram: chats,
 per-chat message ids, pending updates with long polling, bot commands and chat members. Tests
 inject updates, read what the bot sent, and plan faults (429, 403, migrations, parse errors).
+Not modelled: webhooks, `allowed_updates` filtering (accepted, ignored), per-chat flood limits.
 """
 
 from __future__ import annotations
@@ -309,6 +310,7 @@ class FakeTelegram:
         self.strict_chats = strict_chats
         self.max_poll_seconds = max_poll_seconds
         self.throttled = 0
+        self.polls_waiting = 0
         self.port = 0
         self._calls: list[Call] = []
         self._sent: list[Sent] = []
@@ -547,6 +549,14 @@ class FakeTelegram:
                 f"{method} called {got} times after {timeout}s, wanted {count}"
             ) from None
         return self.calls(method)
+
+    async def wait_for_poll(self, *, timeout: float = 5.0) -> None:
+        """Wait until a `getUpdates` long poll is parked here, i.e. the bot is listening."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._recorded_signal.wait_until(lambda: self.polls_waiting > 0)
+        except TimeoutError:
+            raise WaitTimeout(f"no getUpdates long poll within {timeout}s") from None
 
     # test API: faults ---------------------------------------------------------------------------
     def fail_next(
@@ -828,9 +838,14 @@ class FakeTelegram:
         def ready() -> bool:
             return bool(self._updates) or self._closing or generation != self._poll_generation
 
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._updates_signal.wait_until(ready)
+        self.polls_waiting += 1
+        self._recorded_signal.fire()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._updates_signal.wait_until(ready)
+        finally:
+            self.polls_waiting -= 1
         if generation != self._poll_generation:
             raise ApiError(409, _DEFAULT_DESCRIPTIONS[409])
         return self._updates[:limit]

@@ -1,0 +1,224 @@
+"""Build the PTB application and start/stop it by hand, so it shares our event loop (design §1).
+
+PTB 22.8 notes: `AIORateLimiter(max_retries=0)` paces sends (≤30/s overall, ≤20/min per group
+or channel) but re-raises every 429, so `RetryAfter` reaches the outbox, which owns retries;
+its global "halt on 429" (python-telegram-bot#5338, fixed after 22.8) is never armed with 0
+retries. It has no per-private-chat limit and logs each re-raised 429 at ERROR level.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
+from telegram.constants import ChatMemberStatus, ParseMode
+from telegram.error import Conflict, InvalidToken, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackContext,
+    ChatMemberHandler,
+    CommandHandler,
+    Defaults,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import TelegramSettings
+from bot.model import Clock
+from bot.store import Store
+from bot.telegram.commands import COMMANDS, Command, CommandContext, run_command, unknown_command
+
+log = logging.getLogger(__name__)
+
+# PTB's builder keeps `ExtBot[None]` in the context type even with a rate limiter; we follow it.
+Context: TypeAlias = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]
+TelegramApp: TypeAlias = Application[
+    ExtBot[int], Context, dict[Any, Any], dict[Any, Any], dict[Any, Any], None
+]
+Callback: TypeAlias = Callable[[Update, Context], Coroutine[Any, Any, None]]
+
+ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
+"""What we ask `getUpdates` for; add a type here when a handler for it is added."""
+_WIRING = "stablewatch.wiring"
+_GONE = (ChatMemberStatus.LEFT, ChatMemberStatus.BANNED)
+
+
+class TelegramStartError(Exception):
+    """Telegram could not be started (refused token, unreachable API); the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    """What the callbacks need, kept in `bot_data` so the app carries its own registry."""
+
+    settings: TelegramSettings
+    store: Store
+    clock: Clock
+    commands: tuple[Command, ...]
+
+    def context(self, context: Context) -> CommandContext:
+        return CommandContext(
+            self.settings,
+            self.store,
+            self.clock,
+            context.bot,
+            tuple(context.args or ()),
+            self.commands,
+        )
+
+
+def _wiring(bot_data: dict[Any, Any]) -> _Wiring:
+    wiring = bot_data[_WIRING]
+    assert isinstance(wiring, _Wiring)
+    return wiring
+
+
+def build_application(
+    settings: TelegramSettings,
+    store: Store,
+    clock: Clock,
+    *,
+    commands: tuple[Command, ...] = COMMANDS,
+) -> TelegramApp:
+    """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults."""
+    app: TelegramApp = (
+        Application.builder()
+        .token(settings.token.get_secret_value())
+        .base_url(f"{settings.api_url}/bot")
+        .base_file_url(f"{settings.api_url}/file/bot")
+        .job_queue(None)
+        .rate_limiter(AIORateLimiter(max_retries=0))
+        .defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        .build()
+    )
+    wiring = _Wiring(settings, store, clock, commands)
+    app.bot_data[_WIRING] = wiring
+    only_new = filters.UpdateType.MESSAGE  # an edited "/stop" must not run again
+    for command in commands:
+        app.add_handler(CommandHandler(command.name, _command_callback(command), only_new))
+    app.add_handler(MessageHandler(filters.COMMAND & only_new, _on_unknown_command))
+    app.add_handler(ChatMemberHandler(_on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+    app.add_error_handler(_on_error)
+    return app
+
+
+def _command_callback(command: Command) -> Callback:
+    """Bind one registry entry to a PTB callback."""
+
+    async def callback(update: Update, context: Context) -> None:
+        await run_command(command, update, _wiring(context.bot_data).context(context))
+
+    return callback
+
+
+async def _on_unknown_command(update: Update, context: Context) -> None:
+    """Point people who typed a command we don't have to /help."""
+    await unknown_command(update, _wiring(context.bot_data).context(context))
+
+
+async def _on_my_chat_member(update: Update, context: Context) -> None:
+    """Stop alerting a chat that removed or blocked the bot; rejoining needs a new /start."""
+    change = update.my_chat_member
+    if change is None or change.new_chat_member.status not in _GONE:
+        return
+    if await _wiring(context.bot_data).store.unsubscribe(change.chat.id):
+        log.info("telegram: chat %s removed the bot; unsubscribed it", change.chat.id)
+
+
+async def _on_error(update: object, context: Context) -> None:
+    """Log a failed handler and tell the chat, so one bad update never stops the bot."""
+    log.error("telegram: error while handling an update: %s", context.error, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message is not None:
+        try:
+            await update.effective_message.reply_text(
+                "Sorry, something went wrong on my side; it has been logged."
+            )
+        except TelegramError as exc:
+            log.warning("telegram: could not report the error to the chat: %s", exc)
+
+
+def _on_polling_error(exc: TelegramError) -> None:
+    """PTB retries polling by itself; we only say why, in one line."""
+    if isinstance(exc, Conflict):
+        log.error("telegram: another process is polling with this token: %s", exc.message)
+    else:
+        log.warning("telegram: polling failed, retrying: %s", exc.message)
+
+
+def _refused(exc: InvalidToken) -> str:
+    """One line without the token (PTB's own message quotes it)."""
+    cause = exc.__cause__.message if isinstance(exc.__cause__, TelegramError) else ""
+    if cause == "Not Found":
+        return (
+            "telegram.token was refused by the Bot API (404 Not Found): check the token from "
+            "@BotFather and telegram.api_url"
+        )
+    return (
+        "telegram.token was refused by the Bot API (401 Unauthorized): "
+        "check the token from @BotFather"
+    )
+
+
+async def _publish_commands(app: TelegramApp) -> None:
+    """Fill Telegram's command menu from the registry; admins also see admin commands."""
+    wiring = _wiring(app.bot_data)
+    public = [BotCommand(c.name, c.description) for c in wiring.commands if not c.admin_only]
+    everything = [BotCommand(c.name, c.description) for c in wiring.commands]
+    try:
+        await app.bot.set_my_commands(public)
+    except TelegramError as exc:
+        log.warning("telegram: could not publish the command menu: %s", exc.message)
+        return
+    if len(everything) == len(public):
+        return
+    for admin_id in wiring.settings.admin_ids:
+        try:
+            await app.bot.set_my_commands(everything, scope=BotCommandScopeChat(admin_id))
+        except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
+            log.warning("telegram: no admin command menu for %s: %s", admin_id, exc.message)
+
+
+async def start_telegram(app: TelegramApp, *, poll_timeout: float = 10.0) -> None:
+    """Check the token, publish the commands, then long-poll `getUpdates` in the background."""
+    try:
+        await app.initialize()
+    except InvalidToken as exc:
+        await app.bot.shutdown()
+        raise TelegramStartError(_refused(exc)) from None
+    except TelegramError as exc:
+        await app.bot.shutdown()
+        raise TelegramStartError(
+            f"telegram.api_url: cannot reach the Telegram Bot API: {exc.message}"
+        ) from None
+    await _publish_commands(app)
+    try:
+        await app.start()
+        assert app.updater is not None, "built with an Updater"
+        await app.updater.start_polling(
+            timeout=timedelta(seconds=poll_timeout),
+            allowed_updates=list(ALLOWED_UPDATES),
+            error_callback=_on_polling_error,
+        )
+    except TelegramError as exc:
+        await stop_telegram(app)
+        raise TelegramStartError(f"telegram: cannot start polling: {exc.message}") from None
+
+
+async def stop_telegram(app: TelegramApp) -> None:
+    """Undo `start_telegram` in reverse order; safe after a partial start."""
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
+    if app.running:
+        await app.stop()
+    await app.shutdown()

@@ -1,0 +1,99 @@
+"""The Telegram notifier: sends HTML and turns PTB's errors into retry semantics (design §5)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
+
+from bot.notify import DeliveryError
+from bot.notify.render import to_plain
+
+log = logging.getLogger(__name__)
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_NUMERIC_ID = re.compile(r"-?\d+")
+
+
+def _target(chat_id: str) -> int | str:
+    """Numeric ids go out as numbers; `@channelname` stays a string."""
+    return int(chat_id) if _NUMERIC_ID.fullmatch(chat_id) else chat_id
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    """`RetryAfter.retry_after` is an int, or a timedelta with `PTB_TIMEDELTA=true`."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def is_parse_error(exc: BadRequest) -> bool:
+    """Telegram rejected our HTML itself, so the same text as plain text can still go out."""
+    return "can't parse entities" in exc.message.lower()
+
+
+def delivery_error(exc: TelegramError) -> DeliveryError:
+    """Translate a PTB error into what the outbox should do next."""
+    if isinstance(exc, BadRequest):  # first: BadRequest subclasses NetworkError, never retry it
+        gone = "chat not found" in exc.message.lower()
+        return DeliveryError(
+            f"Telegram refused the message: {exc.message}", permanent=True, deactivate=gone
+        )
+    if isinstance(exc, Forbidden):
+        return DeliveryError(
+            f"the chat is closed to the bot: {exc.message}", permanent=True, deactivate=True
+        )
+    if isinstance(exc, ChatMigrated):
+        return DeliveryError(
+            f"the group became supergroup {exc.new_chat_id}", migrate_to=exc.new_chat_id
+        )
+    if isinstance(exc, RetryAfter):
+        wait = _seconds(exc.retry_after)
+        return DeliveryError(f"Telegram flood control: retry in {wait:g}s", retry_after=wait)
+    if isinstance(exc, InvalidToken):
+        # Every chat fails alike; keep the messages queued until the token is fixed.
+        return DeliveryError(f"the bot token was refused: {exc.message}")
+    return DeliveryError(f"Telegram did not answer: {exc.message}")  # TimedOut, NetworkError, 5xx
+
+
+class TelegramNotifier:
+    """Delivers rendered HTML to Telegram chats; implements `bot.notify.Notifier`."""
+
+    name = "telegram"
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def send(self, chat_id: str, text: str) -> int | None:
+        """Send one message; raise DeliveryError saying whether and when to retry."""
+        target = _target(chat_id)
+        try:
+            return await self._send(target, text, ParseMode.HTML)
+        except BadRequest as exc:
+            if not is_parse_error(exc):
+                raise delivery_error(exc) from exc
+            log.warning(
+                "telegram: chat %s: Telegram could not parse our HTML (%s); resending it plain",
+                chat_id,
+                exc.message,
+            )
+        except TelegramError as exc:
+            raise delivery_error(exc) from exc
+        try:
+            return await self._send(target, to_plain(text), None)
+        except TelegramError as exc:
+            raise delivery_error(exc) from exc
+
+    async def _send(self, target: int | str, text: str, parse_mode: str | None) -> int:
+        message = await self._bot.send_message(
+            target, text, parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
+        )
+        return message.message_id

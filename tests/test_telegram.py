@@ -1,0 +1,414 @@
+"""End to end: the real PTB application and notifier against the fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from telegram import Bot
+from telegram.request import HTTPXRequest
+
+from bot.config import TelegramSettings
+from bot.model import ChatKind, Clock
+from bot.notify import DeliveryError
+from bot.notify.render import to_plain
+from bot.store import Store, open_store
+from bot.telegram.app import TelegramApp, TelegramStartError, build_application, start_telegram
+from bot.telegram.app import stop_telegram as stop_app
+from bot.telegram.commands import COMMANDS
+from bot.telegram.notifier import TelegramNotifier
+from tests.harness.fake_telegram import FakeTelegram
+
+TOKEN = "123456:TEST-token_abc"
+POLL = 0.5  # seconds; stop cancels the long poll, so this only bounds idle round trips
+BOT = "stablewatch_test_bot"
+
+
+@pytest.fixture(autouse=True)
+def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PTB warns on int durations unless opted in to timedelta; the suite turns warnings to errors."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    yield opened
+    await opened.close()
+
+
+def _settings(tg: FakeTelegram, **overrides: Any) -> TelegramSettings:
+    return TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url, **overrides})
+
+
+@asynccontextmanager
+async def running(
+    tg: FakeTelegram, store: Store, clock: Clock, **overrides: Any
+) -> AsyncIterator[TelegramApp]:
+    app = build_application(_settings(tg, **overrides), store, clock)
+    await start_telegram(app, poll_timeout=POLL)
+    try:
+        yield app
+    finally:
+        await stop_app(app)
+
+
+async def _active(store: Store) -> dict[int, tuple[ChatKind, str]]:
+    return {s.chat_id: (s.kind, s.title) for s in await store.subscriptions()}
+
+
+# commands ---------------------------------------------------------------------------------------
+async def test_start_subscribes_the_chat_and_explains_the_bot(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/start", first_name="Alice")
+        [answer] = await tg.wait_for(1, chat_id=42)
+    assert await _active(store) == {42: (ChatKind.PRIVATE, "Alice")}
+    assert answer.parse_mode == "HTML"
+    for topic in ("ETF", "funding", "open interest", "fear &amp; greed", "now subscribed"):
+        assert topic in answer.text
+    assert answer.params["link_preview_options"] == {"is_disabled": True}
+
+
+async def test_start_twice_says_already_subscribed(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/start")
+        tg.inject_message(42, "/start")
+        first, second = await tg.wait_for(2, chat_id=42)
+    assert "now subscribed" in first.text
+    assert "already subscribed" in second.text
+
+
+async def test_stop_unsubscribes_the_chat(tg: FakeTelegram, store: Store, clock: Clock) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/start")
+        tg.inject_message(42, "/stop")
+        _, stopped = await tg.wait_for(2, chat_id=42)
+        assert await _active(store) == {}
+        tg.inject_message(42, "/stop")
+        *_, again = await tg.wait_for(3, chat_id=42)
+    assert "Unsubscribed" in stopped.text
+    assert "was not subscribed" in again.text
+    [row] = await store.subscriptions(active_only=False)
+    assert (row.chat_id, row.active) == (42, False)
+
+
+async def test_help_lists_every_registry_command(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/help")
+        [answer] = await tg.wait_for(1, chat_id=42)
+    for command in COMMANDS:
+        assert f"/{command.name} — {command.description}" in answer.text
+
+
+async def test_command_menu_is_published_from_the_registry(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        pass
+    expected = [
+        {"command": c.name, "description": c.description} for c in COMMANDS if not c.admin_only
+    ]
+    assert tg.commands() == expected
+
+
+async def test_allowlist_refuses_other_chats_in_one_polite_line(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock, access="allowlist", allowed_chat_ids=[100]):
+        tg.inject_message(42, "/start")
+        [refusal] = await tg.wait_for(1, chat_id=42)
+        tg.inject_message(100, "/start")
+        await tg.wait_for(1, chat_id=100)
+    assert "\n" not in refusal.text
+    assert "allowlist" in refusal.text
+    assert set(await _active(store)) == {100}
+
+
+async def test_unknown_command_points_to_help(tg: FakeTelegram, store: Store, clock: Clock) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/frobnicate <now>")
+        [answer] = await tg.wait_for(1, chat_id=42)
+    assert answer.text == "I don't know /frobnicate. /help lists what I can do."
+
+
+async def test_group_ignores_commands_for_other_bots_and_unaddressed_unknowns(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(-500, "/start@other_bot", chat_type="group")
+        tg.inject_message(-500, "/frobnicate", chat_type="group")
+        tg.inject_message(-500, f"/frobnicate@{BOT}", chat_type="group")
+        tg.inject_message(-500, f"/help@{BOT}", chat_type="group")
+        answers = await tg.wait_for(lambda sent: any("Commands" in s.text for s in sent))
+    assert len(answers) == 2
+    assert answers[0].text.startswith("I don't know /frobnicate.")
+    assert await _active(store) == {}
+
+
+async def test_group_admin_subscribes_the_group_with_an_addressed_command(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    tg.set_member(-500, 7, "administrator")
+    async with running(tg, store, clock):
+        tg.inject_message(-500, f"/start@{BOT}", user_id=7, chat_type="group", title="<Desk>")
+        [answer] = await tg.wait_for(1, chat_id=-500)
+    assert await _active(store) == {-500: (ChatKind.GROUP, "<Desk>")}
+    assert "<b>&lt;Desk&gt;</b> is now subscribed" in answer.text
+
+
+async def test_group_member_who_is_not_admin_is_refused(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(-500, "/start", user_id=8, chat_type="supergroup")
+        [answer] = await tg.wait_for(1, chat_id=-500)
+    assert "only this group's admins" in answer.text
+    assert await _active(store) == {}
+
+
+async def test_anonymous_group_admin_may_subscribe(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(-500, "/start", chat_type="supergroup", anonymous=True)
+        await tg.wait_for(1, chat_id=-500)
+    assert set(await _active(store)) == {-500}
+
+
+async def test_editing_a_command_does_not_run_it_again(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/start")
+        update = tg.inject_message(42, "/help")
+        await tg.wait_for(2, chat_id=42)
+        tg.inject_edited_message(42, update["message"]["message_id"], "/stop")
+        tg.inject_message(42, "/help")
+        answers = await tg.wait_for(3, chat_id=42)
+    assert "Commands" in answers[2].text
+    assert set(await _active(store)) == {42}
+
+
+async def test_bot_removed_from_a_group_unsubscribes_it(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    tg.set_member(-500, 7, "creator")
+    async with running(tg, store, clock):
+        tg.inject_message(-500, "/start", user_id=7, chat_type="group")
+        await tg.wait_for(1, chat_id=-500)
+        tg.inject_my_chat_member(-500, new_status="kicked")
+        tg.inject_message(42, "/help")  # processed after the removal: a bounded barrier
+        await tg.wait_for(1, chat_id=42)
+    assert await _active(store) == {}
+
+
+async def test_updates_from_many_chats_while_running_are_all_answered(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        await tg.wait_for_poll()
+        for chat in range(1, 11):
+            tg.inject_message(chat, "/start", first_name=f"U{chat}")
+        await tg.wait_for(10)
+    assert set(await _active(store)) == set(range(1, 11))
+    assert tg.pending_updates == 0  # the last poll at stop confirmed everything
+
+
+async def test_a_failing_handler_is_logged_and_the_bot_keeps_going(
+    tg: FakeTelegram, store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenStore:
+        async def subscribe(self, *args: Any) -> bool:
+            raise RuntimeError("disk on fire")
+
+    async with running(tg, cast(Store, BrokenStore()), clock):
+        tg.inject_message(42, "/start")
+        tg.inject_message(42, "/help")
+        sorry, helped = await tg.wait_for(2, chat_id=42)
+    assert "something went wrong" in sorry.text
+    assert "Commands" in helped.text
+    assert "disk on fire" in caplog.text
+
+
+# start-up ---------------------------------------------------------------------------------------
+async def test_wrong_token_raises_a_one_line_start_error(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    settings = TelegramSettings.model_validate({"token": "123456:WRONG", "api_url": tg.api_url})
+    app = build_application(settings, store, clock)
+    with pytest.raises(TelegramStartError) as caught:
+        await start_telegram(app, poll_timeout=POLL)
+    message = str(caught.value)
+    assert message == (
+        "telegram.token was refused by the Bot API (401 Unauthorized): "
+        "check the token from @BotFather"
+    )
+    assert "WRONG" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+async def test_unreachable_api_raises_a_start_error(store: Store, clock: Clock) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = TelegramSettings.model_validate(
+        {"token": TOKEN, "api_url": f"http://127.0.0.1:{port}"}
+    )
+    app = build_application(settings, store, clock)
+    with pytest.raises(TelegramStartError, match=r"^telegram.api_url: cannot reach"):
+        await start_telegram(app, poll_timeout=POLL)
+
+
+async def test_stop_is_safe_after_start_and_start_again_works(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with running(tg, store, clock):
+        pass
+    async with running(tg, store, clock):
+        tg.inject_message(42, "/help")
+        await tg.wait_for(1, chat_id=42)
+    assert [c.method for c in tg.calls()][:3] == ["getMe", "setMyCommands", "deleteWebhook"]
+
+
+# notifier ---------------------------------------------------------------------------------------
+@asynccontextmanager
+async def notifier(tg: FakeTelegram, store: Store, clock: Clock) -> AsyncIterator[TelegramNotifier]:
+    """The notifier on the production bot object (rate limiter, defaults), polling included."""
+    async with running(tg, store, clock) as app:
+        yield TelegramNotifier(app.bot)
+
+
+async def test_notifier_sends_html_and_returns_the_message_id(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with notifier(tg, store, clock) as telegram:
+        first = await telegram.send("42", "<b>BTC</b> funding &lt; 0")
+        second = await telegram.send("42", "again")
+        await telegram.send("@stablewatch_alerts", "to a channel")
+    assert (first, second) == (1, 2)
+    [sent, _] = tg.sent(42)
+    assert (sent.text, sent.plain, sent.parse_mode) == (
+        "<b>BTC</b> funding &lt; 0",
+        "BTC funding < 0",
+        "HTML",
+    )
+    assert tg.sent("@stablewatch_alerts")[0].plain == "to a channel"
+
+
+async def test_notifier_blocked_chat_is_permanent_and_deactivates(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    tg.block(42)
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("42", "hello")
+    assert caught.value.permanent and caught.value.deactivate
+    assert "blocked" in str(caught.value)
+
+
+async def test_notifier_flood_control_gives_retry_after(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    tg.fail_next("sendMessage", chat_id=42, status=429, retry_after=7)
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("42", "hello")
+        assert await telegram.send("42", "hello") == 1  # the fault was for one call only
+    assert caught.value.retry_after == 7.0
+    assert not caught.value.permanent
+
+
+async def test_notifier_migrated_group_gives_the_new_chat(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    tg.fail_next("sendMessage", chat_id=-500, migrate_to_chat_id=-1001234567890)
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("-500", "hello")
+    assert caught.value.migrate_to == -1001234567890
+    assert not caught.value.permanent
+
+
+async def test_notifier_resends_unparseable_html_once_as_plain_text(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    text = "<b>BTC & ETH</b> flows <i>turned"  # unbalanced <i>
+    async with notifier(tg, store, clock) as telegram:
+        message_id = await telegram.send("42", text)
+    attempts = tg.calls("sendMessage")
+    assert [call.status for call in attempts] == [400, 200]
+    assert "parse_mode" not in attempts[1].params
+    [sent] = tg.sent(42)
+    assert (sent.message_id, sent.text) == (message_id, to_plain(text))
+
+
+async def test_notifier_gives_up_when_the_plain_resend_fails_too(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    unparseable = "Bad Request: can't parse entities: Unsupported start tag"
+    tg.fail_next("sendMessage", chat_id=42, status=400, description=unparseable, times=2)
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("42", "<b>fine</b>")
+    assert caught.value.permanent
+    assert len(tg.calls("sendMessage")) == 2
+
+
+async def test_notifier_bad_request_is_permanent_and_not_resent(
+    tg: FakeTelegram, store: Store, clock: Clock
+) -> None:
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("42", "x" * 4097)
+    assert caught.value.permanent and not caught.value.deactivate
+    assert "too long" in str(caught.value)
+    assert len(tg.calls("sendMessage")) == 1
+
+
+async def test_notifier_unknown_chat_is_permanent_and_deactivates(
+    store: Store, clock: Clock
+) -> None:
+    strict = FakeTelegram(token=TOKEN, strict_chats=True)
+    async with strict, notifier(strict, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("999", "hello")
+    assert caught.value.permanent and caught.value.deactivate
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_notifier_server_errors_are_retryable(
+    tg: FakeTelegram, store: Store, clock: Clock, status: int
+) -> None:
+    tg.fail_next("sendMessage", status=status)
+    async with notifier(tg, store, clock) as telegram:
+        with pytest.raises(DeliveryError) as caught:
+            await telegram.send("42", "hello")
+    assert not caught.value.permanent
+    assert caught.value.retry_after is None and caught.value.migrate_to is None
+
+
+async def test_notifier_timeout_is_retryable(tg: FakeTelegram) -> None:
+    tg.delay_next("sendMessage", 2.0)
+    request = HTTPXRequest(read_timeout=0.2, write_timeout=0.2, connect_timeout=0.2)
+    bot = Bot(TOKEN, base_url=f"{tg.api_url}/bot", request=request)
+    async with bot:
+        with pytest.raises(DeliveryError) as caught:
+            await TelegramNotifier(bot).send("42", "hello")
+    assert not caught.value.permanent
+    assert "Timed out" in str(caught.value)
