@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tests.conftest import fixture_json
 from tests.harness.fake_source import FakeSource
+from tests.harness.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -31,9 +32,9 @@ def rss_mb(pid: int) -> float:
     return int(match[1]) / 1024 if match else float("nan")
 
 
-async def measure(idle: float) -> dict[str, object]:
-    """Run the bot once and collect the numbers."""
-    async with FakeSource() as src:
+async def measure(idle: float, telegram: bool) -> dict[str, object]:
+    """Run the bot once (console or Telegram mode) and collect the numbers."""
+    async with FakeSource() as src, FakeTelegram(token="123:BENCH") as tg:
         src.route("GET", "/fng/", body=fixture_json("fear_greed", "history_2025-10.json"))
         with tempfile.TemporaryDirectory() as tmp:
             env = {k: v for k, v in os.environ.items() if not k.startswith("STABLEWATCH_")} | {
@@ -41,6 +42,11 @@ async def measure(idle: float) -> dict[str, object]:
                 "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
                 "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
             }
+            if telegram:
+                env |= {
+                    "STABLEWATCH_TELEGRAM__TOKEN": tg.token,
+                    "STABLEWATCH_TELEGRAM__API_URL": tg.api_url,
+                }
             exe = Path(sys.executable).with_name("stablewatch")
             started = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
@@ -67,6 +73,7 @@ async def measure(idle: float) -> dict[str, object]:
             await drain
     return {
         "benchmark": "startup",
+        "mode": "telegram" if telegram else "console",
         "first_poll_seconds": round(first_poll, 3) if first_poll else None,
         "idle_seconds": idle,
         "rss_after_idle_mb": round(rss, 1),
@@ -81,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds idle before RSS")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.idle))
+    result = [asyncio.run(measure(args.idle, telegram)) for telegram in (False, True)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

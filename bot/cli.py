@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from bot.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("stablewatch")
+os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: durations as timedelta, no warnings
 
 
 class UsageError(Exception):
@@ -31,6 +33,8 @@ def _setup_logging(level: str) -> None:
     )
     for noisy in ("httpx", "apscheduler", "telegram.ext.Updater", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A 429 is handed back to our outbox, which waits and retries; PTB logs it as an error.
+    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

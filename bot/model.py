@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
-"""Returns the current time as an aware UTC datetime; injected so tests and backtests control time."""
+"""Returns the current time as an aware UTC datetime; injected so tests and backtests own time."""
 
 
 def system_clock() -> datetime:

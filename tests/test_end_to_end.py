@@ -59,7 +59,7 @@ async def wait_first_poll(runtime: Runtime) -> None:
     import asyncio
 
     async with asyncio.timeout(5):
-        while "fear_greed" not in await runtime.store.source_health():
+        while "fear_greed" not in await runtime.store.source_health():  # noqa: ASYNC110 - polls the store
             await asyncio.sleep(0.02)
 
 

@@ -52,7 +52,7 @@ async def test_sigterm_after_first_poll_exits_zero(tmp_path: Path) -> None:
                 lines.append(line)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
-            rest, _ = await proc.communicate()
+            await proc.communicate()
             code = await proc.wait()
     assert code == 0
     log = b"".join(lines).decode()
