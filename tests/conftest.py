@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).parent / "fixtures" / "market"
 ROOT = Path(__file__).resolve().parents[1]
 
 
