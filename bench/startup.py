@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import fixture_json
+from tests.conftest import fixture_json, only_fear_greed_env
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
 
@@ -37,11 +37,15 @@ async def measure(idle: float, telegram: bool) -> dict[str, object]:
     async with FakeSource() as src, FakeTelegram(token="123:BENCH") as tg:
         src.route("GET", "/fng/", body=fixture_json("fear_greed", "history_2025-10.json"))
         with tempfile.TemporaryDirectory() as tmp:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("STABLEWATCH_")} | {
-                "STABLEWATCH_STORE__URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
-                "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
-                "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
-            }
+            env = (
+                {k: v for k, v in os.environ.items() if not k.startswith("STABLEWATCH_")}
+                | {
+                    "STABLEWATCH_STORE__URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+                    "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
+                    "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
+                }
+                | only_fear_greed_env()
+            )
             if telegram:
                 env |= {
                     "STABLEWATCH_TELEGRAM__TOKEN": tg.token,

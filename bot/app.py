@@ -112,7 +112,7 @@ class Runtime:
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
         http = self._http = HttpClient(self._session)
         now = self.clock()
-        for source in build_sources(self.settings.sources.enabled()):
+        for source in build_sources(self.settings.sources.enabled(), self.settings):
             self.sources[source.name] = source
             cfg = getattr(self.settings.sources, source.name)
             self.scheduler.every(

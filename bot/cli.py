@@ -96,7 +96,7 @@ async def _fetch(settings: Settings, name: str, as_json: bool) -> int:
     factory = registry().get(name)
     if factory is None:
         raise UsageError(f"unknown source {name!r}; known: {', '.join(sorted(registry()))}")
-    source = factory(getattr(settings.sources, name))
+    source = factory(getattr(settings.sources, name), settings)
     async with aiohttp.ClientSession() as session:
         try:
             points = await source.poll(HttpClient(session), datetime.now(UTC))
@@ -133,7 +133,7 @@ async def _backfill(settings: Settings, names: Sequence[str], since: datetime | 
     try:
         async with aiohttp.ClientSession() as session:
             http = HttpClient(session)
-            for source in build_sources(chosen):
+            for source in build_sources(chosen, settings):
                 try:
                     points = await source.backfill(http, datetime.now(UTC), since)
                 except SourceError as exc:

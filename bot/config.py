@@ -131,15 +131,62 @@ class SourceSettings(_Section):
         return value.rstrip("/")
 
 
-def _fear_greed_defaults() -> SourceSettings:
-    """alternative.me publishes once a day; hourly polling catches the update within the hour."""
-    return SourceSettings(base_url="https://api.alternative.me")
+class HttpJsonEndpoint(_Section):
+    """One request of the generic JSON source and the series it yields, configured, not coded."""
+
+    name: str
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | list[Any] | None = None
+    series: dict[str, str] = Field(default_factory=dict)
+    """Series key → JMESPath expression giving the value (or a list of values)."""
+    timestamp: str = ""
+    """JMESPath to the timestamp (or list of them); empty: the poll time."""
+    timestamp_format: Literal["epoch_s", "epoch_ms", "iso", "date"] = "epoch_s"
+    scale: float = 1.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://\S+", value):
+            raise ValueError(f"expected an http(s) URL, found {value!r}")
+        return value
+
+
+class HttpJsonSettings(SourceSettings):
+    """The generic source: a user adds a metric by configuration alone."""
+
+    endpoints: list[HttpJsonEndpoint] = Field(default_factory=list)
+
+
+def _source(base_url: str, *, enabled: bool = True, minutes: int = 5) -> Any:
+    """A default factory for one source's table."""
+    return lambda: SourceSettings(
+        enabled=enabled, base_url=base_url, interval=timedelta(minutes=minutes)
+    )
 
 
 class SourcesSettings(_Section):
     """One table per source (design §3)."""
 
-    fear_greed: SourceSettings = Field(default_factory=_fear_greed_defaults)
+    fear_greed: SourceSettings = Field(
+        default_factory=_source("https://api.alternative.me", minutes=60)
+    )
+    farside: SourceSettings = Field(default_factory=_source("https://farside.co.uk", minutes=30))
+    sosovalue: SourceSettings = Field(
+        default_factory=_source("https://api.sosovalue.xyz", enabled=False, minutes=60)
+    )
+    coinglass: SourceSettings = Field(
+        default_factory=_source("https://open-api-v4.coinglass.com", enabled=False, minutes=60)
+    )
+    binance: SourceSettings = Field(default_factory=_source("https://fapi.binance.com"))
+    bybit: SourceSettings = Field(default_factory=_source("https://api.bybit.com"))
+    okx: SourceSettings = Field(default_factory=_source("https://www.okx.com"))
+    hyperliquid: SourceSettings = Field(default_factory=_source("https://api.hyperliquid.xyz"))
+    http_json: HttpJsonSettings = Field(
+        default_factory=lambda: HttpJsonSettings(enabled=False, interval=timedelta(minutes=15))
+    )
 
     def enabled(self) -> dict[str, SourceSettings]:
         """Return the enabled sources by name."""
@@ -148,6 +195,26 @@ class SourcesSettings(_Section):
             for name in type(self).model_fields
             if isinstance(value := getattr(self, name), SourceSettings) and value.enabled
         }
+
+
+class MarketsSettings(_Section):
+    """Which assets the futures sources watch (lower case, design §2.3)."""
+
+    assets: list[str] = Field(default_factory=lambda: ["btc", "eth"])
+
+    @field_validator("assets")
+    @classmethod
+    def _lower_symbols(cls, value: list[str]) -> list[str]:
+        for asset in value:
+            if not re.fullmatch(r"[a-z0-9]{2,10}", asset):
+                raise ValueError(f"expected lower-case symbols like btc, found {asset!r}")
+        return value
+
+
+class EtfSettings(_Section):
+    """Which provider writes `etf.<asset>.net_flow`; the others write their own series."""
+
+    provider: Literal["farside", "sosovalue", "coinglass"] = "farside"
 
 
 class LogSettings(_Section):
@@ -172,6 +239,8 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    markets: MarketsSettings = Field(default_factory=MarketsSettings)
+    etf: EtfSettings = Field(default_factory=EtfSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -53,3 +53,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+OTHER_SOURCES = (
+    "farside",
+    "sosovalue",
+    "coinglass",
+    "binance",
+    "bybit",
+    "okx",
+    "hyperliquid",
+    "http_json",
+)
+
+
+def only_fear_greed_env() -> dict[str, str]:
+    """Environment that switches off every source but fear_greed, so no test reaches the internet."""
+    return {f"STABLEWATCH_SOURCES__{name.upper()}__ENABLED": "false" for name in OTHER_SOURCES}

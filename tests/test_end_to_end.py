@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import Runtime, StartupError
 from bot.config import Settings
-from tests.conftest import ROOT, SteppingClock, fixture_json
+from tests.conftest import OTHER_SOURCES, ROOT, SteppingClock, fixture_json
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
 
@@ -40,7 +40,10 @@ def settings_for(tmp_path: Path, src: FakeSource, tg: FakeTelegram | None) -> Se
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'sw.db'}"},
         rules={"dir": str(ROOT / "rules")},
         telegram=telegram,
-        sources={"fear_greed": {"base_url": src.base_url, "interval": "1h", "retries": 0}},
+        sources={
+            "fear_greed": {"base_url": src.base_url, "interval": "1h", "retries": 0},
+            **{name: {"enabled": False} for name in OTHER_SOURCES},
+        },
     )
 
 

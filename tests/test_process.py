@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.conftest import ROOT, SHARED_DATA, fixture_json
+from tests.conftest import ROOT, SHARED_DATA, fixture_json, only_fear_greed_env
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
 
@@ -89,6 +89,8 @@ async def test_wrong_token_exits_2_with_one_clear_line(tmp_path: Path) -> None:
 def cli_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STABLEWATCH_STORE__URL", f"sqlite+aiosqlite:///{clean_env / 'sw.db'}")
     monkeypatch.setenv("STABLEWATCH_RULES__DIR", str(ROOT / "rules"))
+    for key, value in only_fear_greed_env().items():
+        monkeypatch.setenv(key, value)
     return clean_env
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.model import Observation
 
 if TYPE_CHECKING:
-    from bot.config import SourceSettings
+    from bot.config import Settings, SourceSettings
     from bot.sources.http import HttpClient
 
 
@@ -41,17 +41,37 @@ class Source(Protocol):
         ...
 
 
-SourceFactory = Callable[["SourceSettings"], Source]
+SourceFactory = Callable[["SourceSettings", "Settings"], Source]
+"""A source class: built from its own table and the whole settings (assets, ETF provider)."""
+
+_IMPLEMENTATIONS = {
+    "fear_greed": "bot.sources.fear_greed:FearGreedSource",
+    "farside": "bot.sources.farside:FarsideSource",
+    "sosovalue": "bot.sources.sosovalue:SoSoValueSource",
+    "coinglass": "bot.sources.coinglass:CoinGlassSource",
+    "binance": "bot.sources.binance:BinanceSource",
+    "bybit": "bot.sources.bybit:BybitSource",
+    "okx": "bot.sources.okx:OkxSource",
+    "hyperliquid": "bot.sources.hyperliquid:HyperliquidSource",
+    "http_json": "bot.sources.http_json:HttpJsonSource",
+}
 
 
 def registry() -> dict[str, SourceFactory]:
-    """Map source names (the keys of `sources.*` in settings) to their constructors."""
-    from bot.sources.fear_greed import FearGreedSource
+    """Map source names (the keys of `sources.*` in settings) to their classes, imported lazily."""
+    import importlib
 
-    return {"fear_greed": FearGreedSource}
+    found: dict[str, SourceFactory] = {}
+    for name, target in _IMPLEMENTATIONS.items():
+        module, _, attr = target.partition(":")
+        try:
+            found[name] = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError:
+            continue  # not written yet
+    return found
 
 
-def build_sources(enabled: dict[str, SourceSettings]) -> list[Source]:
+def build_sources(enabled: dict[str, SourceSettings], settings: Settings) -> list[Source]:
     """Instantiate every enabled source that has an implementation."""
     known = registry()
-    return [known[name](cfg) for name, cfg in enabled.items() if name in known]
+    return [known[name](cfg, settings) for name, cfg in enabled.items() if name in known]

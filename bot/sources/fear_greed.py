@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import SourceSettings
+from bot.config import Settings, SourceSettings
 from bot.model import Observation, from_epoch
 from bot.sources import ParseError
 from bot.sources.http import HttpClient
@@ -62,7 +62,7 @@ class FearGreedSource:
 
     name = "fear_greed"
 
-    def __init__(self, settings: SourceSettings) -> None:
+    def __init__(self, settings: SourceSettings, _app: Settings | None = None) -> None:
         self.settings = settings
 
     async def _fetch(self, http: HttpClient, limit: int, now: datetime) -> list[Observation]:
