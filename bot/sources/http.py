@@ -45,25 +45,29 @@ class HttpClient:
         self._session = session
         self._sleep = sleep
 
-    async def get_text(
+    async def request_text(
         self,
+        method: str,
         url: str,
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
         timeout: float = 10.0,
         retries: int = 3,
     ) -> str:
-        """GET a URL; retry 5xx, 429 and network errors with backoff; never retry other 4xx."""
+        """Send a request; retry 5xx, 429 and network errors with backoff; never other 4xx."""
         last: SourceError | None = None
         for attempt in range(retries + 1):
             if attempt:
                 await self._sleep(backoff_delay(attempt - 1))
             try:
-                async with self._session.get(
+                async with self._session.request(
+                    method,
                     url,
                     params=params,
                     headers=headers,
+                    json=json_body,
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as response:
                     body = await response.text(errors="replace")
@@ -80,6 +84,20 @@ class HttpClient:
         assert last is not None
         raise last
 
+    async def get_text(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+    ) -> str:
+        """GET a URL as text (HTML pages)."""
+        return await self.request_text(
+            "GET", url, params=params, headers=headers, timeout=timeout, retries=retries
+        )
+
     async def get_json(
         self,
         url: str,
@@ -89,9 +107,31 @@ class HttpClient:
         timeout: float = 10.0,
         retries: int = 3,
     ) -> Any:
-        """GET and decode JSON; an HTML page where JSON was expected is a parse error."""
-        body = await self.get_text(
-            url, params=params, headers=headers, timeout=timeout, retries=retries
+        """GET and decode JSON."""
+        return await self.request_json(
+            "GET", url, params=params, headers=headers, timeout=timeout, retries=retries
+        )
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+    ) -> Any:
+        """Send a request and decode JSON; an HTML page where JSON was expected is a parse error."""
+        body = await self.request_text(
+            method,
+            url,
+            params=params,
+            headers=headers,
+            json_body=json_body,
+            timeout=timeout,
+            retries=retries,
         )
         try:
             return json.loads(body)
