@@ -55,6 +55,9 @@ class AlertState:
     value: float | None = None
     last_ts: datetime | None = None
     fingerprint: str = ""
+    pending_count: int = 0
+    cleared_at: datetime | None = None
+    last_fired_at: datetime | None = None
 
 
 class TransitionKind(enum.StrEnum):

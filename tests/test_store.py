@@ -101,10 +101,11 @@ async def test_upgrade_applies_only_missing_migrations(store: SqlStore) -> None:
         applied.append(2)
         conn.exec_driver_sql("CREATE TABLE extra (x INTEGER)")
 
-    history = (*migrations.MIGRATIONS, migrations.Migration(2, "extra table", add_table))
+    nxt = migrations.newest_version() + 1
+    history = (*migrations.MIGRATIONS, migrations.Migration(nxt, "extra table", add_table))
     for _ in range(2):
         async with store.engine.begin() as conn:
-            assert await conn.run_sync(migrations.upgrade, history) == 2
+            assert await conn.run_sync(migrations.upgrade, history) == nxt
     assert applied == [2]
     async with store.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM extra"))).scalar_one() == 0
@@ -115,12 +116,13 @@ async def test_failed_migration_leaves_schema_untouched(store: SqlStore) -> None
         conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    history = (*migrations.MIGRATIONS, migrations.Migration(2, "broken", broken))
+    nxt = migrations.newest_version() + 1
+    history = (*migrations.MIGRATIONS, migrations.Migration(nxt, "broken", broken))
     with pytest.raises(RuntimeError, match="boom"):
         async with store.engine.begin() as conn:
             await conn.run_sync(migrations.upgrade, history)
     async with store.engine.connect() as conn:
-        assert await conn.run_sync(migrations.current_version) == 1
+        assert await conn.run_sync(migrations.current_version) == nxt - 1
         assert not await conn.run_sync(lambda c: c.dialect.has_table(c, "half_done"))
 
 
@@ -404,3 +406,28 @@ async def test_sqlite_creates_missing_folder_and_uses_wal(tmp_path: Path) -> Non
     finally:
         await store.close()
     assert (tmp_path / "a" / "b" / "x.db").exists()
+
+
+async def test_version_1_database_gains_the_detail_column(tmp_path: Path) -> None:
+    """A database left at schema 1 is upgraded in place and keeps its alert states."""
+    from sqlalchemy import text as sql
+
+    store = SqlStore(sqlite_url(tmp_path))
+    await store.migrate()
+    async with store.engine.begin() as conn:
+        await conn.execute(sql("ALTER TABLE alert_states DROP COLUMN detail"))
+        await conn.execute(update(db.schema_version).values(version=1))
+        await conn.execute(
+            sql(
+                "INSERT INTO alert_states (rule_id, status, fingerprint, updated_at) "
+                "VALUES ('r', 'firing', 'f', 0)"
+            )
+        )
+    await store.close()
+    store = SqlStore(sqlite_url(tmp_path))
+    try:
+        assert await store.migrate() == migrations.newest_version()
+        state = (await store.alert_states())["r"]
+        assert state.status.value == "firing" and state.pending_count == 0
+    finally:
+        await store.close()

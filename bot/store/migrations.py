@@ -39,7 +39,19 @@ def _create_all(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create all tables", _create_all),)
+def _alert_state_detail(conn: Connection) -> None:
+    """Version 2: lifecycle details (pending count, clear time, last firing) as a JSON column."""
+    from sqlalchemy import inspect, text
+
+    columns = {c["name"] for c in inspect(conn).get_columns("alert_states")}
+    if "detail" not in columns:
+        conn.execute(text("ALTER TABLE alert_states ADD COLUMN detail TEXT NOT NULL DEFAULT '{}'"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create all tables", _create_all),
+    Migration(2, "alert_states.detail", _alert_state_detail),
+)
 
 
 def newest_version(migrations: tuple[Migration, ...] = MIGRATIONS) -> int:

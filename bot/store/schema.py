@@ -61,6 +61,7 @@ alert_states = Table(
     Column("last_ts", Epoch, nullable=True),
     Column("fingerprint", Text, nullable=False, default=""),
     Column("updated_at", Epoch, nullable=False),
+    Column("detail", Text, nullable=False, default="{}", server_default="{}"),
 )
 
 transitions = Table(

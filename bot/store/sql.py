@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -233,17 +234,7 @@ class SqlStore:
     async def alert_states(self) -> dict[str, AlertState]:
         """Return the persisted state of every rule that has one."""
         rows = await self._fetch(select(db.alert_states))
-        return {
-            r.rule_id: AlertState(
-                r.rule_id,
-                AlertStatus(r.status),
-                _when(r.since),
-                r.value,
-                _when(r.last_ts),
-                r.fingerprint,
-            )
-            for r in rows
-        }
+        return {r.rule_id: _state_from(r) for r in rows}
 
     async def record_evaluation(
         self,
@@ -433,6 +424,11 @@ class SqlStore:
 
 
 def _state_row(state: AlertState, at: int) -> dict[str, Any]:
+    detail = {
+        "pending_count": state.pending_count,
+        "cleared_at": _epoch(state.cleared_at),
+        "last_fired_at": _epoch(state.last_fired_at),
+    }
     return {
         "rule_id": state.rule_id,
         "status": str(state.status),
@@ -441,7 +437,24 @@ def _state_row(state: AlertState, at: int) -> dict[str, Any]:
         "last_ts": _epoch(state.last_ts),
         "fingerprint": state.fingerprint,
         "updated_at": at,
+        "detail": json.dumps(detail),
     }
+
+
+def _state_from(r: Any) -> AlertState:
+    """Rebuild an AlertState, tolerating rows written before the detail column existed."""
+    detail = json.loads(r.detail or "{}")
+    return AlertState(
+        r.rule_id,
+        AlertStatus(r.status),
+        _when(r.since),
+        r.value,
+        _when(r.last_ts),
+        r.fingerprint,
+        pending_count=int(detail.get("pending_count", 0)),
+        cleared_at=_when(detail.get("cleared_at")),
+        last_fired_at=_when(detail.get("last_fired_at")),
+    )
 
 
 def _transition_row(tr: Transition, at: int) -> dict[str, Any]:
