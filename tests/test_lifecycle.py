@@ -1,94 +1,178 @@
-"""The pure lifecycle: fire when the condition holds, resolve only once recovered."""
+"""The lifecycle: pending, firing, hysteresis, keep_firing_for, no_data, edits — one rule at a time."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from bot.alerts.evaluate import evaluate
-from bot.alerts.state import step
-from bot.engine.rules import Bound, Rule
-from bot.model import AlertState, AlertStatus, Observation, TransitionKind
+import numpy as np
 
-DAY0 = datetime(2025, 10, 1, tzinfo=UTC)
+from bot.alerts.evaluate import run_composite_live, run_series_rule
+from bot.alerts.lifecycle import Change
+from bot.engine.rules import CompositeRule, SeriesRule
+from bot.engine.series import Series
+from bot.model import AlertState, AlertStatus, TransitionKind
 
-
-def fear_rule(**extra: object) -> Rule:
-    return Rule.model_validate(
-        {
-            "id": "extreme-fear",
-            "series": "fear_greed",
-            "condition": {"at_most": 20},
-            "recover": {"above": 25},
-            **extra,
-        }
-    )
+T0 = datetime(2025, 10, 1, tzinfo=UTC)
 
 
-def daily(*values: float) -> list[Observation]:
-    return [Observation("fear_greed", DAY0 + timedelta(days=i), v) for i, v in enumerate(values)]
+def rule(**fields: Any) -> SeriesRule:
+    base = {"id": "r", "series": "x", "condition": {"at_most": 20}}
+    return SeriesRule.model_validate(base | fields)
 
 
-def kinds(changes: list) -> list[tuple[str, int]]:  # type: ignore[type-arg]
-    return [(c.kind.value, (c.at - DAY0).days) for c in changes]
+def series(
+    values: list[float], step: timedelta = timedelta(days=1), start: datetime = T0
+) -> Series:
+    ts = [int((start + i * step).timestamp()) for i in range(len(values))]
+    return Series.of(ts, values)
+
+
+def run(
+    r: SeriesRule,
+    values: list[float],
+    step: timedelta = timedelta(days=1),
+    prev: AlertState | None = None,
+    now: datetime | None = None,
+) -> tuple[AlertState, list[Change]]:
+    s = series(values, step)
+    end = now or datetime.fromtimestamp(int(s.ts[-1]), UTC)
+    state, changes, _ = run_series_rule(r, prev, s, end)
+    return state, changes
+
+
+def marks(changes: list[Change], step: timedelta = timedelta(days=1)) -> list[tuple[str, float]]:
+    return [(c.kind.value, (c.at - T0) / step) for c in changes]
 
 
 def test_fires_once_when_reaching_the_threshold() -> None:
-    state, changes = evaluate(fear_rule(), None, daily(30, 22, 20, 15, 18))
-    assert kinds(changes) == [("firing", 2)]
-    assert state.status is AlertStatus.FIRING
-    assert state.since == DAY0 + timedelta(days=2)
+    state, changes = run(rule(), [30, 22, 20, 15, 18])
+    assert marks(changes) == [("firing", 2)]
+    assert state.status is AlertStatus.FIRING and state.since == T0 + timedelta(days=2)
 
 
-def test_hysteresis_keeps_firing_between_20_and_25() -> None:
-    _, changes = evaluate(fear_rule(), None, daily(15, 22, 25, 19, 26, 18))
-    assert kinds(changes) == [("firing", 0), ("resolved", 4), ("firing", 5)]
+def test_recover_bound_gives_hysteresis() -> None:
+    _, changes = run(rule(recover={"above": 25}), [15, 22, 25, 19, 26, 18])
+    assert marks(changes) == [("firing", 0), ("resolved", 4), ("firing", 5)]
+    assert changes[1].fired_at == T0 and changes[1].reason == "condition cleared"
 
 
-def test_without_recover_resolves_when_condition_stops() -> None:
-    rule = Rule.model_validate({"id": "f", "series": "s", "condition": {"below": 0}})
-    _, changes = evaluate(rule, None, daily(-1, -2, 1, -1))
-    assert kinds(changes) == [("firing", 0), ("resolved", 2), ("firing", 3)]
+def test_for_holds_the_condition_before_firing() -> None:
+    hourly = timedelta(hours=1)
+    r = rule(condition={"below": 0}, **{"for": "8h"})
+    _, changes = run(r, [-1] * 8 + [-1, -1], hourly)
+    assert marks(changes, hourly) == [("firing", 8)]
+    _, broken = run(r, [-1] * 5 + [1] + [-1] * 9, hourly)
+    assert marks(broken, hourly) == [("firing", 14)]
+
+
+def test_confirm_counts_points() -> None:
+    _, changes = run(rule(confirm=3), [10, 10, 30, 10, 10, 10, 10])
+    assert marks(changes) == [("firing", 5)]
+
+
+def test_pending_survives_between_live_evaluations() -> None:
+    r = rule(confirm=3)
+    state, changes = run(r, [10, 10])
+    assert changes == [] and state.status is AlertStatus.PENDING and state.pending_count == 2
+    _, changes = run(r, [10, 10, 10], prev=state)
+    assert marks(changes) == [("firing", 2)]
+
+
+def test_keep_firing_for_bridges_short_gaps() -> None:
+    r = rule(keep_firing_for="2d")
+    _, changes = run(r, [10, 30, 10, 30, 30, 30, 10])
+    assert marks(changes) == [("firing", 0), ("resolved", 5), ("firing", 6)]
 
 
 def test_only_points_after_last_evaluated_are_stepped() -> None:
-    points = daily(30, 15, 16)
-    state, first = evaluate(fear_rule(), None, points[:2])
-    assert kinds(first) == [("firing", 1)]
-    again, changes = evaluate(fear_rule(), state, points)
-    assert changes == []
-    assert again.last_ts == points[-1].ts
+    state, first = run(rule(), [30, 15])
+    again, changes = run(rule(), [30, 15, 16], prev=state)
+    assert marks(first) == [("firing", 1)] and changes == []
+    assert again.last_ts == T0 + timedelta(days=2)
 
 
-def test_changed_condition_resets_state_but_message_edit_keeps_it() -> None:
-    state, _ = evaluate(fear_rule(), None, daily(15))
-    kept, changes = evaluate(fear_rule(message="edited"), state, daily(15, 14))
+def test_message_edit_keeps_state_and_condition_edit_resolves_as_rule_edited() -> None:
+    state, _ = run(rule(), [15])
+    kept, changes = run(rule(message="edited"), [15, 14], prev=state)
     assert kept.status is AlertStatus.FIRING and changes == []
-    reset, changes = evaluate(fear_rule(condition={"at_most": 10}), state, daily(15, 14))
-    assert reset.status is AlertStatus.INACTIVE and changes == []
+    reset, changes = run(rule(condition={"at_most": 10}), [15, 14], prev=state)
+    assert [(c.kind, c.reason) for c in changes] == [(TransitionKind.RESOLVED, "rule edited")]
+    assert reset.status is AlertStatus.INACTIVE
 
 
-def test_missing_value_changes_nothing() -> None:
-    prev = AlertState("r", AlertStatus.FIRING, since=DAY0)
-    state, change = step(prev, DAY0 + timedelta(days=1), float("nan"), False, True)
-    assert change is None
-    assert state.status is AlertStatus.FIRING
-    assert state.last_ts == DAY0 + timedelta(days=1)
+def test_no_data_ok_resolves_when_the_series_goes_quiet() -> None:
+    r = rule(no_data={"after": "2d", "then": "ok"})
+    state, changes = run(r, [15], now=T0 + timedelta(days=3))
+    assert marks(changes) == [("firing", 0), ("resolved", 2)]
+    assert changes[-1].reason == "data missing" and state.status is AlertStatus.INACTIVE
 
 
-def test_resolve_carries_when_it_fired() -> None:
-    _, changes = evaluate(fear_rule(), None, daily(15, 30))
-    assert changes[1].kind is TransitionKind.RESOLVED
-    assert changes[1].fired_at == DAY0
-    assert changes[1].reason == "condition cleared"
+def test_no_data_alert_fires_and_keep_does_nothing() -> None:
+    _, alert = run(rule(no_data={"after": "1d", "then": "alert"}), [30], now=T0 + timedelta(days=2))
+    assert [(c.kind.value, c.reason) for c in alert] == [("firing", "data missing")]
+    _, keep = run(rule(no_data={"after": "1d", "then": "keep"}), [15], now=T0 + timedelta(days=9))
+    assert marks(keep) == [("firing", 0)]
 
 
-def test_bound_comparisons_are_inclusive_only_where_named() -> None:
-    import numpy as np
+def test_no_false_no_data_over_a_weekend_for_etf_series() -> None:
+    friday = datetime(2025, 11, 21, tzinfo=UTC)
+    r = SeriesRule.model_validate(
+        {
+            "id": "e",
+            "series": "etf.btc.net_flow",
+            "condition": {"below": 0},
+            "no_data": {"after": "1d", "then": "ok"},
+        }
+    )
+    s = Series.of([int(friday.timestamp())], [-5.0])
+    _, monday = run_series_rule(r, None, s, friday + timedelta(days=3, hours=12))[:2]
+    assert [c.kind.value for c in monday] == ["firing"]
+    _, tuesday = run_series_rule(r, None, s, friday + timedelta(days=5))[:2]
+    assert [(c.kind.value, c.reason) for c in tuesday][-1] == ("resolved", "data missing")
 
-    from bot.engine.conditions import holds
 
-    values = np.array([19.0, 20.0, 21.0, np.nan])
-    assert holds(Bound(at_most=20), values).tolist() == [True, True, False, False]
-    assert holds(Bound(below=20), values).tolist() == [True, False, False, False]
-    assert holds(Bound(at_least=20), values).tolist() == [False, True, True, False]
-    assert holds(Bound(above=20), values).tolist() == [False, False, True, False]
+def test_gap_inside_history_applies_no_data_between_points() -> None:
+    r = rule(no_data={"after": "2d", "then": "ok"})
+    s = Series.of([int(T0.timestamp()), int((T0 + timedelta(days=5)).timestamp())], [15.0, 15.0])
+    _, changes, _ = run_series_rule(r, None, s, T0 + timedelta(days=5))
+    assert marks(changes) == [("firing", 0), ("resolved", 2), ("firing", 5)]
+
+
+def test_missing_values_are_skipped_not_read_as_clear() -> None:
+    _, changes = run(rule(), [15, float("nan"), 16])
+    assert marks(changes) == [("firing", 0)]
+
+
+def test_composite_counts_members_fired_within_the_window() -> None:
+    c = CompositeRule.model_validate({"id": "both", "all": ["a", "b"], "within": "14d"})
+    now = T0 + timedelta(days=20)
+    firing = AlertState("a", AlertStatus.FIRING, since=now)
+    recent = AlertState("b", AlertStatus.INACTIVE, last_fired_at=now - timedelta(days=10))
+    old = AlertState("b", AlertStatus.INACTIVE, last_fired_at=now - timedelta(days=15))
+    state, changes = run_composite_live(c, None, {"a": firing, "b": recent}, now)
+    assert [ch.kind.value for ch in changes] == ["firing"]
+    state, changes = run_composite_live(c, state, {"a": firing, "b": old}, now + timedelta(hours=1))
+    assert [ch.kind.value for ch in changes] == ["resolved"]
+
+
+def test_jumping_lifecycle_matches_a_point_by_point_reference() -> None:
+    """Random series: the jump-based walk agrees with a naive loop over every point."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        values = list(rng.integers(0, 40, size=60).astype(float))
+        confirm = int(rng.integers(1, 4))
+        r = rule(confirm=confirm, recover={"above": 25})
+        _, changes = run(r, values)
+        expected, status, count = [], "off", 0
+        for i, v in enumerate(values):
+            if status == "on":
+                if v > 25:
+                    expected.append(("resolved", i))
+                    status, count = "off", 0
+                continue
+            count = count + 1 if v <= 20 else 0
+            if count >= confirm:
+                expected.append(("firing", i))
+                status = "on"
+        assert marks(changes) == [(k, float(i)) for k, i in expected]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.engine.rules import load_rules
+from bot.engine.rules import AtMost, load_rules
 from tests.conftest import ROOT
 
 
@@ -19,8 +19,9 @@ def test_shipped_rules_load_without_issues() -> None:
     assert ruleset.issues == ()
     ids = {rule.id for rule in ruleset.rules}
     assert "extreme-fear" in ids
-    rule = next(r for r in ruleset.rules if r.id == "extreme-fear")
-    assert (rule.series, rule.condition.op, rule.condition.level) == ("fear_greed", "at_most", 20)
+    rule = next(r for r in ruleset.series_rules() if r.id == "extreme-fear")
+    assert rule.series == "fear_greed"
+    assert rule.condition == AtMost(at_most=20)
     assert rule.recover is not None
     assert (rule.recover.op, rule.recover.level) == ("above", 25)
 
@@ -58,8 +59,8 @@ def test_condition_needs_exactly_one_bound(tmp_path: Path) -> None:
         "rules:\n  - id: fear\n    series: fear_greed\n    condition: {below: 20, above: 80}\n",
     )
     (issue,) = load_rules(tmp_path).issues
-    assert "exactly one of" in issue.message
-    assert "found above, below" in issue.message
+    assert "exactly one condition" in issue.message
+    assert "found below, above" in issue.message
 
 
 def test_bad_yaml_reports_position_and_keeps_other_files(tmp_path: Path) -> None:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from bot.alerts.evaluate import evaluate
-from bot.alerts.state import Change
-from bot.engine.rules import Rule, RuleSet
+from bot.alerts.evaluate import run_composite_live, run_series_rule
+from bot.alerts.lifecycle import Change
+from bot.engine.conditions import Evaluated
+from bot.engine.rules import AnyRule, RuleSet, SeriesRule
+from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
-from bot.model import AlertState, Transition, TransitionKind
+from bot.model import AlertState, Transition, TransitionKind, to_epoch
 from bot.notify.render import render_transition
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+LOOKBACK = timedelta(days=400)
+"""History loaded around the newest evaluated point: longer than any default rule's window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,35 +32,46 @@ class Outcome:
     enqueued: int = 0
 
 
-def message_for(rule: Rule, change: Change) -> str:
-    """Render the rule's template; a broken one falls back to a plain line, never a crash."""
-    template = rule.message
-    if change.kind is TransitionKind.RESOLVED and rule.resolved_message:
-        template = rule.resolved_message
-    variables = {
+def variables(rule: AnyRule, change: Change, ev: Evaluated | None) -> dict[str, Any]:
+    """The names a message template may use: the rule, the change, the condition's variables."""
+    out: dict[str, Any] = {
         "id": rule.id,
         "name": rule.name,
-        "series": rule.series,
+        "series": getattr(rule, "series", ""),
         "severity": rule.severity,
         "value": change.value,
         "at": change.at,
         "state": change.kind.value,
+        "reason": change.reason,
     }
+    if ev is not None and change.index is not None:
+        for key, array in ev.variables.items():
+            number = float(array[change.index])
+            out[key] = None if math.isnan(number) else number
+    return out
+
+
+def message_for(rule: AnyRule, change: Change, ev: Evaluated | None) -> str:
+    """Render the rule's template; a broken one falls back to a plain line, never a crash."""
+    template = rule.message
+    if change.kind is TransitionKind.RESOLVED and rule.resolved_message:
+        template = rule.resolved_message
     try:
-        return render(template, variables)
+        return render(template, variables(rule, change, ev))
     except TemplateError as exc:
         log.error("rule %s: %s", rule.id, exc)
-        return f"{rule.name}: {change.value:g}"
+        shown = "n/a" if change.value is None else f"{change.value:g}"
+        return f"{rule.name}: {shown}"
 
 
-def to_transition(rule: Rule, change: Change) -> Transition:
+def to_transition(rule: AnyRule, change: Change, ev: Evaluated | None = None) -> Transition:
     """Attach the rule's identity and rendered message to a state change."""
     return Transition(
         rule_id=rule.id,
         kind=change.kind,
         at=change.at,
         value=change.value,
-        message=message_for(rule, change),
+        message=message_for(rule, change, ev),
         severity=rule.severity,
         reason=change.reason,
         fired_at=change.fired_at,
@@ -67,44 +84,60 @@ async def recipients(store: Store, channels: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*chats, *channels]))
 
 
+async def _load(store: Store, rule: SeriesRule, prev: AlertState | None) -> Series:
+    """The series around the newest evaluated point, as arrays."""
+    since = prev.last_ts - LOOKBACK if prev and prev.last_ts else None
+    points = await store.observations(rule.series, since=since)
+    return Series.of([to_epoch(p.ts) for p in points], [p.value for p in points])
+
+
 async def evaluate_series(
     store: Store,
     rules: RuleSet,
-    series: Iterable[str],
+    series: Iterable[str] | None,
     now: datetime,
     channels: Sequence[str] = (),
 ) -> Outcome:
-    """Evaluate the rules that read the given series; only changes at the newest point are sent.
+    """Evaluate the rules that read the given series (all when None), then every composite.
 
-    History that arrives by backfill or import updates the state silently, so old alerts are
-    never replayed into chats.
+    Only changes at a series' newest point, or at `now` (no data, rule edited, composites), are
+    delivered: history that arrives by backfill or import updates state silently.
     """
-    wanted = set(series)
-    chosen = [rule for rule in rules.rules if rule.series in wanted]
-    if not chosen:
-        return Outcome()
+    wanted = None if series is None else set(series)
     states = await store.alert_states()
-    new_states: list[AlertState] = []
+    changed: list[AlertState] = []
+    found: list[tuple[AnyRule, Change, Evaluated | None, bool]] = []
+    for rule in rules.series_rules():
+        if wanted is not None and rule.series not in wanted:
+            continue
+        prev = states.get(rule.id)
+        state, changes, ev = run_series_rule(rule, prev, await _load(store, rule, prev), now)
+        newest = int(ev.series.ts.size) - 1
+        found.extend((rule, c, ev, c.index is None or c.index == newest) for c in changes)
+        if state != prev:
+            states[rule.id] = state
+            changed.append(state)
+    for composite in rules.composites():
+        prev = states.get(composite.id)
+        state, changes = run_composite_live(composite, prev, states, now)
+        found.extend((composite, c, None, True) for c in changes)
+        if state != prev:
+            states[composite.id] = state
+            changed.append(state)
+    if not changed and not found:
+        return Outcome()
+    chats = await recipients(store, channels)
     transitions: list[Transition] = []
     deliveries: list[tuple[int, str, str]] = []
-    chats = await recipients(store, channels)
-    for rule in chosen:
-        prev = states.get(rule.id)
-        since = prev.last_ts if prev and prev.fingerprint == rule.fingerprint else None
-        points = await store.observations(rule.series, since=since)
-        state, changes = evaluate(rule, prev, points)
-        if state != prev:
-            new_states.append(state)
-        newest = points[-1].ts if points else None
-        for change in changes:
-            transition = to_transition(rule, change)
-            transitions.append(transition)
-            if change.at == newest:
-                text = render_transition(transition, rule.name, rule.series)
-                deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
-    if not new_states and not transitions:
-        return Outcome()
-    enqueued = await store.record_evaluation(new_states, transitions, deliveries, now)
+    for owner, change, evaluated, deliver in found:
+        transition = to_transition(owner, change, evaluated)
+        transitions.append(transition)
+        if deliver:
+            text = render_transition(transition, owner.name, getattr(owner, "series", "composite"))
+            deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
+    enqueued = await store.record_evaluation(changed, transitions, deliveries, now)
     for t in transitions:
-        log.info("rule %s %s at %s (value %g)", t.rule_id, t.kind.value, t.at.isoformat(), t.value)
+        log.info(
+            "rule %s %s at %s (%s)", t.rule_id, t.kind.value, t.at.isoformat(), t.reason or "-"
+        )
     return Outcome(tuple(transitions), enqueued)
