@@ -115,6 +115,14 @@ def _change(spec: r.ChangeSpec, s: Series) -> Evaluated:
     return Evaluated(s, active, {"previous": ref, "change": delta, "change_pct": pct})
 
 
+def _covered(s: Series, amount: int, unit: str) -> npt.NDArray[np.bool_]:
+    """Whether the history before each point spans the whole window: "largest in 90 days" needs
+    90 days of data, or the first weeks of a backfill would all look like records."""
+    if unit == "points":
+        return np.arange(len(s)) >= amount
+    return s.ts - (s.ts[0] if len(s) else 0) >= amount
+
+
 def _extreme(spec: r.ExtremeSpec, s: Series, high: bool) -> Evaluated:
     amount, window_span = r.span(spec.within)
     values = s.values if high else -s.values
@@ -123,8 +131,7 @@ def _extreme(spec: r.ExtremeSpec, s: Series, high: bool) -> Evaluated:
         starts = np.maximum(np.arange(len(s)) - amount, 0)  # the N points before this one
     idx = np.arange(len(s))
     before = range_max(values, starts, idx)
-    active = values > before
-    active &= idx > 0
+    active = (values > before) & _covered(s, amount, window_span)
     if spec.above is not None:
         active &= compare("above", spec.above, s.values)
     if spec.below is not None:
@@ -147,7 +154,7 @@ def _longest(spec: r.LongestSpec, s: Series) -> Evaluated:
     run_start = idx - run + 1
     prior = range_max(ends, starts, np.minimum(run_start, idx + 1))
     prior = np.maximum(prior, 0)
-    active = flags & (run > prior) & (prior > 0)
+    active = flags & (run > prior) & (prior > 0) & _covered(s, amount, window_span)
     return Evaluated(
         s,
         active,
