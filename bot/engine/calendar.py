@@ -82,3 +82,13 @@ def sessions_between(
         return (end - start).astype(np.int64)
     both = np.concatenate([start, end])
     return np.busday_count(start, end, weekmask=_WEEKMASK, holidays=holidays_for(both))
+
+
+def sessions_from(first: np.datetime64, count: int) -> npt.NDArray[np.datetime64]:
+    """`count` consecutive US trading sessions starting at (or after) `first`."""
+    import numpy as np
+
+    span = np.array([first, first + count * 2 + 30], dtype="datetime64[D]")
+    return np.busday_offset(
+        first, np.arange(count), roll="forward", weekmask=_WEEKMASK, holidays=holidays_for(span)
+    )
