@@ -9,11 +9,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.engine.series import Series
 
 log = logging.getLogger("stablewatch")
 os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: durations as timedelta, no warnings
@@ -192,6 +196,102 @@ def cmd_status(args: argparse.Namespace) -> int:
     return asyncio.run(_status(_settings(args)))
 
 
+# test, backtest and schema ---------------------------------------------------------------------
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run rule unit tests; exit 1 when one fails."""
+    from bot.alerts.ruletests import run_file
+
+    settings = _settings(args)
+    files = list(args.files) or sorted((settings.rules.dir / "tests").glob("*.yaml"))
+    if not files:
+        raise UsageError(f"no rule test files in {settings.rules.dir / 'tests'}")
+    failed = passed = 0
+    for path in files:
+        for outcome in run_file(path):
+            if outcome.failures:
+                failed += 1
+                print(f"FAIL {path}: {outcome.case}")
+                for line in outcome.failures:
+                    print(f"     {line}")
+            else:
+                passed += 1
+                print(f"ok   {path}: {outcome.case}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+async def _load_history(settings: Settings, series: set[str]) -> dict[str, Series]:
+    from bot.engine.series import Series
+    from bot.model import to_epoch
+    from bot.store import open_store
+
+    store = await open_store(settings.store.url)
+    try:
+        out = {}
+        for key in sorted(series):
+            points = await store.observations(key)
+            out[key] = Series.of([to_epoch(p.ts) for p in points], [p.value for p in points])
+        return out
+    finally:
+        await store.close()
+
+
+def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A rich progress line on a terminal; silence when output is piped."""
+    if not sys.stderr.isatty():
+        return (lambda _rule: None), (lambda: None)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    status = console.status("replaying")
+    status.start()
+    return (lambda rule: status.update(f"replaying {rule}")), status.stop
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay stored history through the rules and the lifecycle on a simulated clock."""
+    from bot.alerts.backtest import replay, simulated_end
+    from bot.engine.rules import load_rules
+
+    settings = _settings(args)
+    rules = load_rules(args.rules or settings.rules.dir)
+    if rules.issues:
+        for issue in rules.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    data = asyncio.run(_load_history(settings, {r.series for r in rules.series_rules()}))
+    until = datetime.combine(args.to_date, datetime.max.time(), UTC) if args.to_date else None
+    start = datetime.combine(args.from_date, datetime.min.time(), UTC) if args.from_date else None
+    tick, done = _progress()
+    try:
+        events = replay(rules, data, simulated_end(data, until), start, tick)
+    finally:
+        done()
+    if args.chart:
+        from bot.notify.backtest_chart import draw
+
+        draw(args.chart, rules, data, events)
+    if args.json:
+        print(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=1))
+        return 0
+    for e in events:
+        value = "—" if e.value is None else f"{e.value:,.10g}"
+        print(f"{e.at:%Y-%m-%d %H:%M}  {e.state:<8} {e.rule:<30} {value:>14}  {e.message}")
+    print(
+        f"{len(events)} event(s) from {sum(len(s) for s in data.values())} stored points",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of rule files."""
+    from bot.engine.rules import rule_schema
+
+    print(json.dumps(rule_schema(), indent=2))
+    return 0
+
+
 # import and export -------------------------------------------------------------------------------
 async def _import(settings: Settings, path: Path) -> int:
     from bot.interchange import read_csv
@@ -279,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_backfill)
     sub.add_parser("status", parents=[common], help="source health and rule states").set_defaults(
         fn=cmd_status
+    )
+    p = sub.add_parser("test", parents=[common], help="run rule unit tests")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.set_defaults(fn=cmd_test)
+    p = sub.add_parser("backtest", parents=[common], help="replay history through the rules")
+    p.add_argument("--rules", type=Path, help="rules directory (default: rules.dir)")
+    p.add_argument("--from", dest="from_date", type=_date, metavar="D")
+    p.add_argument("--to", dest="to_date", type=_date, metavar="D")
+    p.add_argument("--json", action="store_true", help="a JSON array of events")
+    p.add_argument("--chart", type=Path, metavar="FILE.png", help="plot series and events")
+    p.set_defaults(fn=cmd_backtest)
+    sub.add_parser("schema", parents=[common], help="JSON Schema of rule files").set_defaults(
+        fn=cmd_schema
     )
     p = sub.add_parser("import", parents=[common], help="upsert observations from a CSV file")
     p.add_argument("file", type=Path, metavar="FILE.csv")

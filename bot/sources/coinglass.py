@@ -1,0 +1,158 @@
+"""CoinGlass v4 ETF flow history (JSON, USD, per fund) → `etf.<asset>.net_flow[.coinglass]`."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.config import Settings, SourceSettings
+from bot.model import Observation
+from bot.sources import ParseError, SourceError
+from bot.sources.http import HttpClient
+
+PATHS = {"btc": "/api/etf/bitcoin/flow-history", "eth": "/api/etf/ethereum/flow-history"}
+POLL_WINDOW = timedelta(days=31)
+"""A poll keeps a month (revisions included); the full history since launch is for backfill."""
+_FUTURE_SLACK = timedelta(days=1)
+_MIN_MS = 10**11
+"""Epoch values below this are seconds (year 5138 in seconds), not the milliseconds we expect."""
+_TICKER = re.compile(r"[A-Za-z0-9]{1,12}")
+
+
+def series_prefix(asset: str, primary: bool) -> str:
+    """The configured ETF provider owns `etf.<asset>.net_flow`; else CoinGlass keeps its own."""
+    base = f"etf.{asset}.net_flow"
+    return base if primary else f"{base}.coinglass"
+
+
+def _check_code(payload: dict[str, Any]) -> None:
+    """`code` is the string "0" on success; an error (even with HTTP 200) names itself in `msg`."""
+    code = payload.get("code")
+    if code == "0" or (code == 0 and not isinstance(code, bool)):
+        return
+    message = payload.get("msg") or payload.get("message") or "no message"
+    raise ParseError(f"coinglass: provider error code {code!r}: {message}")
+
+
+def _usd(raw: Any, where: str) -> float:
+    """A JSON number in USD; strings, null, bools and non-finite values are refused."""
+    if not isinstance(raw, int | float) or isinstance(raw, bool):
+        raise ParseError(f"coinglass: {where}: expected USD as a number, found {raw!r}")
+    try:
+        value = float(raw)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ParseError(f"coinglass: {where}: expected a finite number, found {raw!r}")
+    return round(value, 2) + 0.0
+
+
+def _trade_date(raw: Any, where: str) -> datetime:
+    """Epoch milliseconds → the trade date at 00:00 UTC."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise ParseError(f"coinglass: {where}.timestamp: expected epoch ms, found {raw!r}")
+    if not _MIN_MS <= raw < 10**14:
+        raise ParseError(f"coinglass: {where}.timestamp: expected epoch ms, found {raw}")
+    ts = datetime.fromtimestamp(raw / 1000, UTC)
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _funds(raw: Any, where: str) -> list[tuple[str, float]]:
+    """Per-fund flows; absent means no split that day, but every listed fund needs a number."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ParseError(f"coinglass: {where}.etf_flows: expected a list, found {raw!r}")
+    funds: dict[str, float] = {}
+    for i, item in enumerate(raw):
+        at = f"{where}.etf_flows[{i}]"
+        if not isinstance(item, dict):
+            raise ParseError(f"coinglass: {at}: expected an object, found {item!r}")
+        ticker = item.get("etf_ticker")
+        if not isinstance(ticker, str) or not _TICKER.fullmatch(ticker):
+            raise ParseError(f"coinglass: {at}.etf_ticker: expected a ticker, found {ticker!r}")
+        if ticker.lower() in funds:
+            raise ParseError(f"coinglass: {at}.etf_ticker: {ticker} appears twice")
+        funds[ticker.lower()] = _usd(item.get("flow_usd"), f"{at}.flow_usd")
+    return list(funds.items())
+
+
+def _day(row: Any, where: str, prefix: str) -> list[Observation]:
+    """One trading day: the total and each fund's flow."""
+    if not isinstance(row, dict):
+        raise ParseError(f"coinglass: {where}: expected an object, found {type(row).__name__}")
+    ts = _trade_date(row.get("timestamp"), where)
+    total = _usd(row.get("flow_usd"), f"{where}.flow_usd")
+    funds = _funds(row.get("etf_flows"), where)
+    return [
+        *(Observation(f"{prefix}.{ticker}", ts, value) for ticker, value in funds),
+        Observation(prefix, ts, total),
+    ]
+
+
+def parse(payload: Any, asset: str, now: datetime, *, primary: bool = True) -> list[Observation]:
+    """Turn a flow-history answer into daily totals and per-fund flows, oldest first."""
+    if not isinstance(payload, dict):
+        raise ParseError(f"coinglass: expected a JSON object, found {type(payload).__name__}")
+    _check_code(payload)
+    data = payload.get("data")
+    if not isinstance(data, list) or not data:
+        raise ParseError("coinglass: expected a non-empty `data` list")
+    prefix = series_prefix(asset, primary)
+    days = [_day(row, f"data[{i}]", prefix) for i, row in enumerate(data)]
+    days.sort(key=lambda points: points[-1].ts)
+    for a, b in itertools.pairwise(days):
+        if a[-1].ts == b[-1].ts:
+            raise ParseError(f"coinglass: date {a[-1].ts.date().isoformat()} appears twice")
+    if days[-1][-1].ts > now + _FUTURE_SLACK:
+        raise ParseError(f"coinglass: date in the future: {days[-1][-1].ts.date().isoformat()}")
+    return [p for points in days for p in points]
+
+
+class CoinGlassSource:
+    """Paid API with per-fund flows; used only when a key is configured."""
+
+    name = "coinglass"
+
+    def __init__(self, settings: SourceSettings, app: Settings) -> None:
+        self.settings = settings
+        self.assets = [a for a in app.markets.assets if a in PATHS]
+        self.primary = app.etf.provider == "coinglass"
+
+    async def _fetch(
+        self, http: HttpClient, key: str, asset: str, now: datetime
+    ) -> list[Observation]:
+        try:
+            payload = await http.get_json(
+                f"{self.settings.base_url}{PATHS[asset]}",
+                headers={"CG-API-KEY": key, "Accept": "application/json"},
+                timeout=self.settings.timeout.total_seconds(),
+                retries=self.settings.retries,
+            )
+        except SourceError as exc:
+            raise type(exc)(f"coinglass {asset}: {exc}", permanent=exc.permanent) from exc
+        return parse(payload, asset, now, primary=self.primary)
+
+    async def _all(self, http: HttpClient, now: datetime) -> list[Observation]:
+        key = self.settings.api_key.get_secret_value()
+        if not key:
+            raise SourceError("coinglass: no api_key set", permanent=True)
+        points: list[Observation] = []
+        for asset in self.assets:
+            points.extend(await self._fetch(http, key, asset, now))
+        return points
+
+    async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
+        """Fetch the history and keep the last month, so late revisions are picked up."""
+        return [p for p in await self._all(http, now) if p.ts >= now - POLL_WINDOW]
+
+    async def backfill(
+        self, http: HttpClient, now: datetime, since: datetime | None
+    ) -> list[Observation]:
+        """The same history, all of it (since each fund's launch)."""
+        return [p for p in await self._all(http, now) if since is None or p.ts >= since]
