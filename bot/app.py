@@ -13,10 +13,11 @@ from bot.alerts.pipeline import evaluate_series
 from bot.config import Settings
 from bot.engine.rules import RuleSet, load_rules
 from bot.model import Clock, system_clock
-from bot.notify import Notifier
+from bot.notify import DeliveryError, Notifier
 from bot.notify.console import ConsoleNotifier
 from bot.notify.outbox import OutboxWorker
 from bot.polling import poll_source
+from bot.rules_watch import RulesWatcher
 from bot.scheduler import Scheduler
 from bot.sources import Source, build_sources
 from bot.sources.http import HttpClient, backoff_delay
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DELIVERY_INTERVAL = timedelta(seconds=5)
+TICK_INTERVAL = timedelta(minutes=5)
+"""How often every rule is evaluated on the clock alone: no_data, composite windows, removals."""
+RELOAD_INTERVAL = timedelta(seconds=2)
 CONSOLE = "console"
 
 
@@ -55,6 +59,7 @@ class Runtime:
         self._notifier: Notifier | None = None
         self._outbox: OutboxWorker | None = None
         self._http: HttpClient | None = None
+        self._watcher = RulesWatcher(settings.rules.dir)
         self.sources: dict[str, Source] = {}
 
     @property
@@ -122,6 +127,8 @@ class Runtime:
                 first=now,
             )
         self.scheduler.every("deliver", DELIVERY_INTERVAL, self.deliver)
+        self.scheduler.every("tick", TICK_INTERVAL, self.tick)
+        self.scheduler.every("reload", RELOAD_INTERVAL, self.reload_rules)
         self.scheduler.start()
 
     def _poll_job(self, source: Source, http: HttpClient) -> Any:
@@ -153,6 +160,43 @@ class Runtime:
         )
         if outcome.enqueued:
             await self.deliver()
+
+    async def tick(self) -> None:
+        """Evaluate every rule against the clock, even without new data."""
+        outcome = await evaluate_series(self.store, self.rules, None, self.clock(), self.channels)
+        if outcome.enqueued:
+            await self.deliver()
+
+    async def reload_rules(self) -> bool:
+        """Pick up saved rule files; a bad edit keeps the running set and tells the admins."""
+        result = self._watcher.check()
+        if result.rules is not None:
+            self.rules = result.rules
+            log.info("rules reloaded: %d rule(s)", len(self.rules.rules))
+            await self.tick()
+            return True
+        if result.problems:
+            text = "Rule files not reloaded; the previous rules keep running:\n" + "\n".join(
+                result.problems
+            )
+            log.error("%s", text)
+            await self._tell_admins(text)
+        return False
+
+    async def _tell_admins(self, text: str) -> None:
+        """Best effort: a message to each admin; the console notifier prints it."""
+        import html
+
+        if self._notifier is None:
+            return
+        targets = [str(a) for a in self.settings.telegram.admin_ids] or (
+            [CONSOLE] if isinstance(self._notifier, ConsoleNotifier) else []
+        )
+        for chat in targets:
+            try:
+                await self._notifier.send(chat, f"<b>⚠️ Rules</b>\n<pre>{html.escape(text)}</pre>")
+            except DeliveryError as exc:
+                log.warning("could not tell admin %s: %s", chat, exc)
 
     async def poll_now(self, name: str) -> None:
         """Poll one source at once, outside its schedule (tests, admin commands)."""

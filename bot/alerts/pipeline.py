@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from bot.engine.conditions import Evaluated
 from bot.engine.rules import AnyRule, RuleSet, SeriesRule
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
-from bot.model import AlertState, Transition, TransitionKind, to_epoch
+from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch
 from bot.notify.render import render_transition
 from bot.store import Store
 
@@ -91,6 +91,27 @@ async def _load(store: Store, rule: SeriesRule, prev: AlertState | None) -> Seri
     return Series.of([to_epoch(p.ts) for p in points], [p.value for p in points])
 
 
+def _removed(
+    rules: RuleSet, states: dict[str, AlertState], now: datetime
+) -> list[tuple[AlertState, Transition]]:
+    """Alerts still firing for rules that were deleted from the files resolve, saying so."""
+    out = []
+    for rule_id, state in states.items():
+        if rules.get(rule_id) is None and state.status is AlertStatus.FIRING:
+            quiet = replace(state, status=AlertStatus.INACTIVE, since=now, fingerprint="")
+            transition = Transition(
+                rule_id,
+                TransitionKind.RESOLVED,
+                now,
+                state.value,
+                "The rule was removed from the rule files.",
+                reason="rule removed",
+                fired_at=state.since,
+            )
+            out.append((quiet, transition))
+    return out
+
+
 async def evaluate_series(
     store: Store,
     rules: RuleSet,
@@ -124,11 +145,17 @@ async def evaluate_series(
         if state != prev:
             states[composite.id] = state
             changed.append(state)
+    removed = _removed(rules, states, now) if wanted is None else []
+    changed.extend(state for state, _ in removed)
     if not changed and not found:
         return Outcome()
     chats = await recipients(store, channels)
     transitions: list[Transition] = []
     deliveries: list[tuple[int, str, str]] = []
+    for _, transition in removed:
+        transitions.append(transition)
+        text = render_transition(transition, transition.rule_id, "rule removed")
+        deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
     for owner, change, evaluated, deliver in found:
         transition = to_transition(owner, change, evaluated)
         transitions.append(transition)
