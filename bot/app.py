@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.alerts.pipeline import evaluate_series
@@ -116,7 +116,6 @@ class Runtime:
         self._outbox = OutboxWorker(self.store, self._notifier, self.clock, self.worker_id)
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
         http = self._http = HttpClient(self._session)
-        now = self.clock()
         for source in build_sources(self.settings.sources.enabled(), self.settings):
             self.sources[source.name] = source
             cfg = getattr(self.settings.sources, source.name)
@@ -124,7 +123,7 @@ class Runtime:
                 f"poll:{source.name}",
                 cfg.interval,
                 self._poll_job(source, http),
-                first=now,
+                first=datetime.now(UTC),  # the scheduler runs on the wall clock
             )
         self.scheduler.every("deliver", DELIVERY_INTERVAL, self.deliver)
         self.scheduler.every("tick", TICK_INTERVAL, self.tick)

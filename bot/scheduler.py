@@ -42,14 +42,19 @@ class Scheduler:
     def every(
         self, name: str, interval: timedelta, fn: JobFn, *, first: datetime | None = None
     ) -> None:
-        """Add an interval job: one instance at a time, missed runs coalesced, generous grace."""
+        """Add an interval job: one instance at a time, missed runs coalesced, generous grace.
+
+        APScheduler reads an explicit `next_run_time=None` as "paused", so it is only passed when
+        a first run is wanted.
+        """
+        first_run = {"next_run_time": first} if first is not None else {}
         self._scheduler.add_job(
             self._tracked(name, fn),
             "interval",
             seconds=interval.total_seconds(),
             id=name,
             name=name,
-            next_run_time=first,
+            **first_run,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(60, int(interval.total_seconds())),

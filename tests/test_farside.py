@@ -231,7 +231,11 @@ def test_the_etf_class_table_wins_over_other_tables_with_the_same_header() -> No
 
 # property tests --------------------------------------------------------------------------------
 _CELL = re.compile(r'(?<=">)([^<]*)(?=</span>)')
-_SMALL = page("btc_moved_columns.html")
+_SMALL = "\n".join(  # the last two weeks: MSBT's launch, the holiday, the footer; fast to parse
+    line
+    for line in page("btc_moved_columns.html").splitlines()
+    if not re.search(r">(0[3-9]|1[0-4]) Nov 2025<", line)
+)
 _CELLS = [m.span() for m in _CELL.finditer(_SMALL)]
 _cell_text = st.text(alphabet="0123456789(),.- –—abcJanNov<>&;/!#[]x\n\t", max_size=14)
 

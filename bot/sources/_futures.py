@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,14 @@ def interval_hours(value: Any, where: str, *, scale: float = 1.0) -> float:
     if not 0 < hours <= 24:
         raise ParseError(f"{where}: expected a funding interval of 1–24 h, found {shown(value)}")
     return hours
+
+
+def notional(amount: float, price: float, where: str) -> float:
+    """Turn an amount in coins into USD at a price; an overflow is a broken payload, not data."""
+    usd = amount * price
+    if not math.isfinite(usd):
+        raise ParseError(f"{where}: {amount} coins × {price} USD is out of range")
+    return usd
 
 
 def per_8h(rate: float, hours: float) -> float:

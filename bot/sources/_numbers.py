@@ -13,7 +13,9 @@ FUTURE_SLACK = timedelta(hours=1)
 """A point stamped further ahead than this is a broken clock or a unit mix-up, not data."""
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"\d{1,20}")
+_TOO_LARGE = 10**16
+"""Past this even a microsecond count has left any sane calendar; stop before float overflow."""
 _MS_FROM = 10**11
 """Epoch values at or above this are milliseconds: 10**11 s is the year 5138, 10**11 ms is 1973."""
 CRYPTO_EPOCH = datetime(2009, 1, 3, tzinfo=UTC)
@@ -80,13 +82,16 @@ def positive(value: Any, where: str) -> float:
 
 def _epoch_number(value: Any, where: str) -> int:
     """Accept epoch integers as JSON numbers or digit strings, nothing fuzzier."""
+    raw: int | None = None
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        return int(value)
-    raise ParseError(f"{where}: expected an epoch timestamp, found {shown(value)}")
+        raw = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        raw = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+        raw = int(value)
+    if raw is None or not 0 <= raw < _TOO_LARGE:
+        raise ParseError(f"{where}: expected an epoch timestamp, found {shown(value)}")
+    return raw
 
 
 def epoch(

@@ -23,6 +23,7 @@ from bot.sources._futures import (
     funding_rate,
     interval_hours,
     next_forward,
+    notional,
     oi_history,
 )
 from bot.sources._numbers import (
@@ -155,7 +156,8 @@ class BinanceSource(VenueSource):
         params = {"symbol": symbol(asset)}
         mark = parse_premium_index(await self._get(http, PREMIUM_INDEX, params), asset, now)
         coins = parse_open_interest(await self._get(http, OPEN_INTEREST, params), asset, now)
-        return Snapshot(asset, VENUE, mark.ts, mark.rate, hours, coins * mark.mark, mark.mark)
+        oi_usd = notional(coins, mark.mark, f"binance: {symbol(asset)} open interest")
+        return Snapshot(asset, VENUE, mark.ts, mark.rate, hours, oi_usd, mark.mark)
 
     async def history(
         self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime

@@ -22,6 +22,7 @@ from bot.sources._futures import (
     funding_rate,
     interval_hours,
     next_backward,
+    notional,
     oi_history,
 )
 from bot.sources._numbers import (
@@ -98,7 +99,8 @@ def parse_ticker(payload: Any, asset: str, now: datetime) -> Ticker:
     if _given(item, "openInterestValue"):
         oi_usd = positive(item["openInterestValue"], f"{where}.openInterestValue")
     else:
-        oi_usd = positive(item.get("openInterest"), f"{where}.openInterest") * mark
+        coins = positive(item.get("openInterest"), f"{where}.openInterest")
+        oi_usd = notional(coins, mark, f"{where}.openInterest")
     hours = None
     if _given(item, "fundingIntervalHour"):
         hours = interval_hours(item["fundingIntervalHour"], f"{where}.fundingIntervalHour")
@@ -228,7 +230,8 @@ class BybitSource(VenueSource):
             if not coins:
                 return [], None
             marks = await self._marks(http, asset, coins[0][0], coins[-1][0], now)
-            priced = [(ts, amount * marks[ts]) for ts, amount in coins if ts in marks]
+            where = f"bybit: {symbol(asset)} open interest"
+            priced = [(ts, notional(n, marks[ts], where)) for ts, n in coins if ts in marks]
             more = bool(cursor_next) and coins[0][0] > start
             return priced, cursor_next if more else None
 

@@ -68,6 +68,8 @@ def _asset(
         return []
     total = sum(oi for _, oi in pairs)
     weighted = sum(rate * oi for rate, oi in pairs) / total
+    if not (math.isfinite(total) and math.isfinite(weighted)):
+        return []
     stamp = floor_minute(now)
     return [
         Observation(weighted_key(asset), stamp, weighted),

@@ -26,7 +26,7 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 def _describe_status(status: int, body: str) -> str:
     """Name the well-known refusals plainly: geo blocks and Cloudflare challenges."""
-    lowered = body[:2000].lower()
+    lowered = body.lower()  # challenge pages open with long inline styles
     if status == 451:
         return "HTTP 451: unavailable from this location (geo-blocked)"
     if status == 403 and ("cloudflare" in lowered or "cf-chl" in lowered):

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jmespath
@@ -27,6 +27,7 @@ from bot.sources.http import HttpClient
 NAME = "http_json"
 SERIES_KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TEXT_FORMATS = {"iso": "an ISO-8601 time", "date": "a YYYY-MM-DD date"}
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 """A configured metric may be macro data with a long past, unlike exchange payloads."""
 
@@ -120,17 +121,13 @@ def _time(value: Any, fmt: str, where: str, now: datetime) -> datetime:
     if fmt in ("epoch_s", "epoch_ms"):
         unit: EpochUnit = "s" if fmt == "epoch_s" else "ms"
         return epoch(value, where, now, unit=unit, earliest=_EARLIEST)
-    if not isinstance(value, str):
-        raise ParseError(f"{where}: expected a {fmt} string, found {shown(value)}")
+    expected = f"{where}: expected {_TEXT_FORMATS[fmt]}, found {shown(value)}"
+    if not isinstance(value, str) or (fmt == "date" and not _DATE.fullmatch(value)):
+        raise ParseError(expected)
     try:
-        if fmt == "date":
-            if not _DATE.fullmatch(value):
-                raise ValueError(value)
-            ts = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        else:
-            ts = datetime.fromisoformat(value)
+        ts = datetime.fromisoformat(value)
     except ValueError:
-        raise ParseError(f"{where}: expected an {fmt} time, found {shown(value)}") from None
+        raise ParseError(expected) from None
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     return checked_time(ts.timestamp(), where, now, earliest=_EARLIEST)
 

@@ -22,6 +22,7 @@ from bot.sources._futures import (
     funding_history,
     funding_rate,
     next_forward,
+    notional,
 )
 from bot.sources._numbers import (
     epoch,
@@ -49,6 +50,7 @@ class Context:
     rate: float
     mark: float
     oi_coins: float
+    oi_usd: float
 
 
 def coin(asset: str) -> str:
@@ -87,10 +89,12 @@ def _context(names: list[Any], contexts: list[Any], universe: list[Any], asset: 
     where = f"hyperliquid: assetCtxs[{index}] ({coin(asset)})"
     item = mapping(contexts[index], where)
     mark = positive(item.get("markPx"), f"{where}.markPx")
+    coins = positive(item.get("openInterest"), f"{where}.openInterest")
     return Context(
         funding_rate(item.get("funding"), f"{where}.funding"),
         mark,
-        positive(item.get("openInterest"), f"{where}.openInterest"),
+        coins,
+        notional(coins, mark, f"{where}.openInterest"),
     )
 
 
@@ -118,7 +122,7 @@ class HyperliquidSource(VenueSource):
         contexts = parse_asset_contexts(payload, self.assets)
         ts = floor_minute(now)
         return [
-            Snapshot(asset, VENUE, ts, ctx.rate, HOURS, ctx.oi_coins * ctx.mark, ctx.mark)
+            Snapshot(asset, VENUE, ts, ctx.rate, HOURS, ctx.oi_usd, ctx.mark)
             for asset, ctx in contexts.items()
         ]
 
