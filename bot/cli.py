@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,18 +138,38 @@ async def _backfill(settings: Settings, names: Sequence[str], since: datetime | 
     try:
         async with aiohttp.ClientSession() as session:
             http = HttpClient(session)
-            for source in build_sources(chosen, settings):
-                try:
-                    points = await source.backfill(http, datetime.now(UTC), since)
-                except SourceError as exc:
-                    print(f"{source.name}: failed: {exc}", file=sys.stderr)
-                    failed += 1
-                    continue
-                await store.upsert_observations(points)
-                print(f"{source.name}: {len(points)} point(s) stored")
+            sources = build_sources(chosen, settings)
+            with _bar(len(sources)) as advance:
+                for source in sources:
+                    advance(f"backfilling {source.name}")
+                    try:
+                        points = await source.backfill(http, datetime.now(UTC), since)
+                    except SourceError as exc:
+                        print(f"{source.name}: failed: {exc}", file=sys.stderr)
+                        failed += 1
+                        continue
+                    await store.upsert_observations(points)
+                    print(f"{source.name}: {len(points)} point(s) stored")
     finally:
         await store.close()
     return 1 if failed else 0
+
+
+@contextmanager
+def _bar(total: int) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on a terminal; nothing when output is piped (CI, logs)."""
+    if not sys.stderr.isatty():
+        yield lambda _label: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("starting", total=total)
+
+        def advance(label: str) -> None:
+            progress.update(task, description=label, advance=1)
+
+        yield advance
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -168,21 +189,11 @@ async def _status(settings: Settings) -> int:
         states = await store.alert_states()
     finally:
         await store.close()
-    now = datetime.now(UTC)
+    from bot.status import source_statuses
+
     print("sources:")
-    for name in sorted(set(health) | set(settings.sources.enabled())):
-        h = health.get(name)
-        if h is None:
-            print(f"  {name:<14} never polled")
-            continue
-        age = (
-            f"{int((now - h.last_success).total_seconds() // 60)} min ago"
-            if h.last_success
-            else "never"
-        )
-        state = "up" if h.up else f"DOWN ({h.failures} failed polls)"
-        error = f"; last error: {h.last_error}" if h.last_error else ""
-        print(f"  {name:<14} {state}; last success {age}{error}")
+    for status in source_statuses(health, settings, datetime.now(UTC)):
+        print(f"  {status.line()}")
     print("rules:")
     for rule in load_rules(settings.rules.dir).rules:
         s = states.get(rule.id)

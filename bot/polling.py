@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.model import Observation, SourceHealth
 from bot.sources import Source, SourceError
@@ -47,6 +47,36 @@ async def _failed(
     return PollResult(name, False, 0, frozenset({up_series(name)}), error, failures)
 
 
+FUTURE_SLACK = timedelta(hours=1)
+
+
+async def _trusted(
+    store: Store, name: str, points: list[Observation], now: datetime
+) -> list[Observation]:
+    """Drop points from the future, and series whose newest point is older than what we hold
+    (a stale cache answering): both are logged with the source, neither becomes data."""
+    future = [p for p in points if p.ts > now + FUTURE_SLACK]
+    for p in future[:3]:
+        log.warning("source %s: %s at %s is in the future; dropped", name, p.series, p.ts)
+    kept = [p for p in points if p.ts <= now + FUTURE_SLACK]
+    newest: dict[str, datetime] = {}
+    for p in kept:
+        newest[p.series] = max(newest.get(p.series, p.ts), p.ts)
+    backwards = set()
+    for series, ts in newest.items():
+        held = await store.latest(series)
+        if held is not None and ts < held.ts:
+            backwards.add(series)
+            log.warning(
+                "source %s: %s went backwards (newest %s, stored %s); dropped",
+                name,
+                series,
+                ts.isoformat(),
+                held.ts.isoformat(),
+            )
+    return [p for p in kept if p.series not in backwards]
+
+
 async def poll_source(
     source: Source, http: HttpClient, store: Store, now: datetime, *, backfill: bool = False
 ) -> PollResult:
@@ -63,6 +93,7 @@ async def poll_source(
     except Exception as exc:  # a bug in a source must not stop the bot
         log.exception("source %s crashed", source.name)
         return await _failed(store, source.name, prev, now, f"internal error: {exc!r}")
+    points = await _trusted(store, source.name, points, now)
     await store.upsert_observations([*points, Observation(up_series(source.name), now, 1.0)])
     if prev is not None and not prev.up:
         log.info("source %s recovered after %d failed polls", source.name, prev.failures)

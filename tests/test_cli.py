@@ -113,3 +113,61 @@ def test_bad_setting_exits_2_with_one_line(
 def test_unknown_source_is_usage_error(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fetch", "nosuch"]) == 2
     assert "unknown source 'nosuch'" in capsys.readouterr().err
+
+
+def test_rule_tests_pass_for_the_shipped_rules(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["test"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out.splitlines()[-1]
+    assert "outflow streak fires once" in out
+
+
+def test_a_failing_rule_test_exits_1_and_shows_the_difference(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tests = store_env / "t"
+    tests.mkdir()
+    (tests / "x.yaml").write_text(
+        f"rules_dir: {ROOT / 'rules'}\ntests:\n  - name: wrong day\n    start: 2025-11-01\n"
+        "    series: {fear_greed: '30 15'}\n    expect:\n      extreme-fear:\n"
+        "        - {at: 2025-11-01, state: firing}\n"
+    )
+    assert main(["test", str(tests / "x.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "expected firing at 2025-11-01T00:00:00+00:00; got firing at 2025-11-02" in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_backtest_json_on_real_flows(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["import", str(SHARED_DATA / "etf_flows_2025-10_2025-11.csv")]) == 0
+    capsys.readouterr()
+    assert main(["backtest", "--json", "--from", "2025-10-01", "--to", "2025-11-30"]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert all(set(e) == {"rule", "state", "at", "value", "message"} for e in events)
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    streak = [(e["at"][:10], e["state"]) for e in events if e["rule"] == "btc-etf-outflow-streak"]
+    assert [at for at, state in streak if state == "firing"] == ["2025-11-04", "2025-11-18"]
+
+
+def test_backtest_table_and_chart(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(SHARED_DATA / "etf_flows_2025-10_2025-11.csv")]) == 0
+    chart = store_env / "bt.png"
+    assert main(["backtest", "--from", "2025-11-01", "--chart", str(chart)]) == 0
+    out = capsys.readouterr().out
+    assert "firing   btc-etf-outflow-streak" in out
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schema_is_json_schema_naming_every_condition(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    text = json.dumps(schema)
+    for kind in ("streak", "sign_changes", "new_low", "longest", "change", "turns"):
+        assert f'"{kind}"' in text
+    assert schema["title"] == "Stablewatch rule file"
