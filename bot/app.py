@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.alerts.pipeline import evaluate_series
 from bot.config import Settings
+from bot.derive_job import derive_and_store
 from bot.engine.rules import RuleSet, load_rules
 from bot.model import Clock, system_clock
 from bot.notify import DeliveryError, Notifier
@@ -20,6 +21,7 @@ from bot.polling import poll_source
 from bot.rules_watch import RulesWatcher
 from bot.scheduler import Scheduler
 from bot.sources import Source, build_sources
+from bot.sources.derived import VENUES
 from bot.sources.http import HttpClient, backoff_delay
 from bot.store import Store, open_store
 
@@ -154,11 +156,20 @@ class Runtime:
             self.scheduler.once(
                 f"retry:{source.name}", timedelta(seconds=retry), self._poll_job(source, http)
             )
-        outcome = await evaluate_series(
-            self.store, self.rules, result.series, self.clock(), self.channels
-        )
+        series = set(result.series)
+        if result.ok and source.name in VENUES:
+            series |= await self._derive()
+        outcome = await evaluate_series(self.store, self.rules, series, self.clock(), self.channels)
         if outcome.enqueued:
             await self.deliver()
+
+    async def _derive(self) -> set[str]:
+        """Cross-venue series from the venues' newest points; fresh means within 3 intervals."""
+        venues = [v for v in VENUES if v in self.sources]
+        interval = max(getattr(self.settings.sources, v).interval for v in venues)
+        return await derive_and_store(
+            self.store, self.settings.markets.assets, venues, self.clock(), 3 * interval
+        )
 
     async def tick(self) -> None:
         """Evaluate every rule against the clock, even without new data."""

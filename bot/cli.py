@@ -82,6 +82,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     directory = args.rules or settings.rules.dir
     ruleset = load_rules(directory)
     problems = [str(issue) for issue in ruleset.issues]
+    if settings.sources.http_json.enabled or settings.sources.http_json.endpoints:
+        from bot.sources.http_json import validate_all
+
+        problems += [
+            f"sources.http_json: {line}"
+            for line in validate_all(settings.sources.http_json.endpoints)
+        ]
     for line in problems:
         print(line)
     if problems:

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.durations import Duration
@@ -187,6 +195,20 @@ class SourcesSettings(_Section):
     http_json: HttpJsonSettings = Field(
         default_factory=lambda: HttpJsonSettings(enabled=False, interval=timedelta(minutes=15))
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_source_defaults(cls, data: Any) -> Any:
+        """A partial table (`[sources.binance] enabled = true`) keeps that source's own defaults."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            given = data.get(name)
+            if isinstance(given, dict) and field.default_factory is not None:
+                default = field.default_factory()  # type: ignore[call-arg]
+                merged[name] = {**dict(default), **given}
+        return merged
 
     def enabled(self) -> dict[str, SourceSettings]:
         """Return the enabled sources by name."""

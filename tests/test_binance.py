@@ -148,6 +148,10 @@ def test_error_objects_are_parse_errors_with_the_message(name: str, reason: str)
         ("symbol", "ETHUSDT", "symbol: expected 'BTCUSDT'"),
         ("time", NOW.timestamp() * 1000 + 2 * 3600_000, "future"),
         ("time", "1761998370000.5", "expected an epoch timestamp"),
+        ("time", "9" * 400, "expected an epoch timestamp"),
+        ("time", 10**400, "expected an epoch timestamp"),
+        ("time", -1761998370000, "expected an epoch timestamp"),
+        ("time", 1230000000, "timestamp before 2009"),
     ],
 )
 def test_bad_fields_are_parse_errors_naming_venue_and_field(
@@ -256,6 +260,18 @@ async def test_invalid_symbol_400_is_a_permanent_error() -> None:
     assert caught.value.permanent
 
 
+async def test_open_interest_that_overflows_in_usd_is_a_parse_error() -> None:
+    async with FakeSource() as src, client() as http:
+        route_good(src)
+        src.route(
+            "GET",
+            "/fapi/v1/openInterest",
+            body=fx("open_interest_btc.json") | {"openInterest": "1e306"},
+        )
+        with pytest.raises(ParseError, match="out of range"):
+            await BinanceSource(venue_settings(src), app_settings()).poll(http, NOW)
+
+
 # backfill -----------------------------------------------------------------------------------------
 async def test_backfill_reads_settled_funding_and_oi_since_a_date() -> None:
     since = datetime(2025, 10, 1, tzinfo=UTC)
@@ -294,7 +310,7 @@ async def test_backfill_drops_points_before_since() -> None:
 
 async def test_backfill_pages_forward_until_a_short_page() -> None:
     first = datetime(2024, 1, 1, tzinfo=UTC)
-    full = [
+    full: list[dict[str, Any]] = [
         {
             "symbol": "BTCUSDT",
             "fundingTime": int((first + timedelta(hours=8 * i)).timestamp() * 1000) + 3,

@@ -108,3 +108,14 @@ def test_unknown_table_is_rejected(clean_env: Path) -> None:
     config.write_text('[telegarm]\ntoken = ""\n')
     with pytest.raises(ConfigError, match="telegarm: unknown setting"):
         load_settings(config, env_file=None)
+
+
+def test_partial_source_table_keeps_that_sources_defaults(clean_env: Path) -> None:
+    config = clean_env / "partial.toml"
+    config.write_text('[sources.binance]\nenabled = false\n[sources.farside]\ntimeout = "20s"\n')
+    settings = load_settings(config, env_file=None)
+    assert settings.sources.binance.base_url == "https://fapi.binance.com"
+    assert settings.sources.binance.interval == timedelta(minutes=5)
+    assert not settings.sources.binance.enabled
+    assert settings.sources.farside.interval == timedelta(minutes=30)
+    assert settings.sources.farside.timeout == timedelta(seconds=20)

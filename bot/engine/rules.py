@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,17 +20,34 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 
-from bot.durations import Duration
+from bot.durations import Duration as _Duration
 from bot.engine.calendar import CalendarName, default_calendar
 
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SERIES = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 _BOUNDS = ("above", "below", "at_least", "at_most")
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _bounded(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A duration too large for a timedelta (`1e400`, `.inf`) is a bad value, not a crash."""
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError("expected a duration like 30s, 5m, 8h, 1d or 2w, found nan")
+    try:
+        return handler(value)
+    except OverflowError:
+        raise ValueError(
+            f"expected a duration shorter than 2 million years, found {value!r}"
+        ) from None
+
+
+Duration = Annotated[_Duration, WrapValidator(_bounded)]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Window = Count | Duration
 """A window: a whole number of points, or a duration like 24h."""
@@ -521,9 +539,15 @@ def _key_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
     return parent
 
 
+def _shown(value: object) -> str:
+    """User text in a message, quoted when it would break the one-issue-per-line output."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
+
+
 def _rule_id_at(data: Any, index: Any) -> str:
     try:
-        return str(data["rules"][index]["id"])
+        return _shown(data["rules"][index]["id"])
     except (KeyError, IndexError, TypeError):
         return f"#{index}"
 
@@ -552,7 +576,7 @@ def _describe(error: Any) -> str:
     if msg.startswith("Input should be "):
         msg = "expected " + msg.removeprefix("Input should be ")
     if error["type"] in {"condition", "transform"} and isinstance(error.get("input"), dict):
-        return f"{msg}; found {', '.join(map(str, error['input'])) or 'nothing'}"
+        return f"{msg}; found {', '.join(map(_shown, error['input'])) or 'nothing'}"
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":
@@ -576,7 +600,7 @@ def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -
         if len(readable) >= 2 and readable[0] == "rules":
             where = f"rule '{_rule_id_at(data, readable[1])}': "
             readable = readable[2:]
-        key = ".".join(str(p) for p in readable)
+        key = ".".join(_shown(p) for p in readable)
         text = f"{where}{key}: {_describe(error)}" if key else f"{where}{_describe(error)}"
         issues.append(RuleIssue(path, node.start_mark.line + 1, node.start_mark.column + 1, text))
     return issues
@@ -589,8 +613,14 @@ def load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return [], [RuleIssue(path, line, col, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        at = int(getattr(exc, "position", 0) or 0)  # a ReaderError has a position, no mark
+        line, col = (
+            (mark.line + 1, mark.column + 1)
+            if mark
+            else (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
+        )
+        problem = (str(getattr(exc, "problem", None) or exc).splitlines() or [""])[0]
+        return [], [RuleIssue(path, line, col, f"not valid YAML: {problem}")]
     except RecursionError:
         return [], [RuleIssue(path, 1, 1, "not valid YAML: nested too deeply")]
     if root is None:
@@ -625,7 +655,7 @@ def _composite_issues(rules: list[AnyRule], origin: dict[str, Path]) -> list[Rul
                             origin[rule.id],
                             1,
                             1,
-                            f"rule '{rule.id}': member '{member}' does not exist",
+                            f"rule '{rule.id}': member '{_shown(member)}' does not exist",
                         )
                     )
     state: dict[str, int] = {}

@@ -72,8 +72,10 @@ def resample(
 ) -> Series:
     """Group into days, weeks, months (on the calendar) or fixed durations; drop open buckets.
 
-    Calendar weeks and months are stamped at their last session day and close when that
-    session's point is in (or COMPLETE_GRACE after it); durations close when they have elapsed.
+    Calendar weeks and months are stamped at their last session day. For a daily series (every
+    point at 00:00 UTC, like ETF flows) a bucket closes when that session's point is in (or
+    COMPLETE_GRACE after it); intraday data closes a day, week or month only once its last day
+    has elapsed, since later points of that day may still come. Durations close when elapsed.
     """
     s = series.dropna()
     if len(s) == 0:
@@ -96,6 +98,8 @@ def resample(
     values = _reduce(s.values, starts, how)
     if isinstance(every, int):
         done = bucket_close <= now
+    elif not bool((s.ts % DAY == 0).all()):
+        done = bucket_close + DAY <= now
     elif every == "day":
         done = np.ones(bucket_ts.size, dtype=bool)
     else:

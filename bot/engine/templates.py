@@ -10,6 +10,9 @@ from bot import numbers
 if TYPE_CHECKING:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+MAX_REPEAT = 10_000
+"""Longest result of `'-' * n` and the largest integer exponent a template may ask for."""
+
 
 class TemplateError(ValueError):
     """A template does not compile or fails to render."""
@@ -19,28 +22,49 @@ class TemplateError(ValueError):
 def _environment() -> ImmutableSandboxedEnvironment:
     """Build the sandbox once; imported lazily to keep start-up light."""
     from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+    class Sandbox(ImmutableSandboxedEnvironment):
+        """Also bounds `*` and `**`, which Jinja would otherwise fold at compile time unchecked."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            sizes = [len(x) for x in (left, right) if isinstance(x, str | list | tuple)]
+            counts = [abs(x) for x in (left, right) if isinstance(x, int)]
+            if operator == "*" and sizes and counts and sizes[0] * counts[0] > MAX_REPEAT:
+                raise SecurityError("repetition too long")
+            if operator == "**" and isinstance(right, int) and abs(right) > MAX_REPEAT:
+                raise SecurityError("exponent too large")
+            return super().call_binop(context, operator, left, right)
+
+    env = Sandbox(autoescape=False, undefined=StrictUndefined)
     env.filters.update(usd=numbers.usd, pct=numbers.pct, signed=numbers.signed, plain=numbers.plain)
     return env
 
 
 def check(source: str) -> None:
-    """Compile a template, raising TemplateError on bad syntax."""
-    from jinja2 import TemplateSyntaxError
+    """Compile a template, raising TemplateError on bad syntax or a reference to another file."""
+    from jinja2 import TemplateSyntaxError, nodes
 
+    env = _environment()
     try:
-        _environment().from_string(source)
+        tree = env.parse(source)
+        env.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template line {exc.lineno}: {exc.message}") from None
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        raise TemplateError(f"template line {node.lineno}: include, import and extends are off")
 
 
 def render(source: str, variables: dict[str, Any]) -> str:
-    """Render a template to plain text; HTML escaping is the renderer's job, not the template's."""
-    from jinja2 import TemplateError as JinjaError
+    """Render a template to plain text; HTML escaping is the renderer's job, not the template's.
 
+    Any failure (an unsafe access, 1/0, a filter given text) is a TemplateError: a user's template
+    must never take the evaluation down with it.
+    """
     try:
         return _environment().from_string(source).render(**variables)
-    except JinjaError as exc:
+    except Exception as exc:  # user code: every failure is the template's
         raise TemplateError(f"template: {exc}") from None

@@ -19,7 +19,6 @@ from bot.sources.http import HttpClient
 
 log = logging.getLogger(__name__)
 
-VENUES = ("binance", "bybit", "okx", "hyperliquid")
 BASE_HOURS = 8.0
 """Every funding series is stored per 8 hours (design §2.3), whatever the venue's own interval."""
 MAX_RATE = 0.1

@@ -218,7 +218,7 @@ class BybitSource(VenueSource):
     async def _open_interest(
         self, http: HttpClient, asset: str, start: datetime, now: datetime
     ) -> list[tuple[datetime, float]]:
-        """Page hourly OI by cursor; each page is priced by one mark-price kline call."""
+        """Page hourly OI by cursor, pricing each page with one kline call; unpriced hours drop."""
         window = {"startTime": str(to_ms(start)), "endTime": str(to_ms(now))}
 
         async def page(cursor: str) -> tuple[list[tuple[datetime, float]], str | None]:

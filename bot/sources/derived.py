@@ -1,10 +1,9 @@
 """Cross-venue series: OI-weighted funding and total open interest, from each venue's newest points.
 
 Only venues whose funding and OI are both fresh take part, so a venue that stopped answering
-never drags the average towards an old reading. The total then covers fewer venues, though: a
-venue dropping out shows as an OI fall, which rules on `oi.<asset>.total` must not mistake for a
-flush (the caller can require every venue, or alert on the per-venue series). Pure: the caller
-reads the newest points and stores the result.
+never drags the average towards an old reading. The total is written only when every venue the
+caller expects is fresh: a venue dropping out must not look like an open-interest flush. Pure:
+the caller reads the newest points and stores the result.
 """
 
 from __future__ import annotations
@@ -16,6 +15,9 @@ from datetime import datetime, timedelta
 from bot.model import Observation
 from bot.sources._futures import funding_key, oi_key
 from bot.sources._numbers import floor_minute
+
+VENUES = ("binance", "bybit", "okx", "hyperliquid")
+"""The venues writing `funding.<asset>.<venue>` and `oi.<asset>.<venue>` (design §2.3)."""
 
 
 def weighted_key(asset: str) -> str:
@@ -71,10 +73,10 @@ def _asset(
     if not (math.isfinite(total) and math.isfinite(weighted)):
         return []
     stamp = floor_minute(now)
-    return [
-        Observation(weighted_key(asset), stamp, weighted),
-        Observation(total_key(asset), stamp, total),
-    ]
+    out = [Observation(weighted_key(asset), stamp, weighted)]
+    if len(pairs) == len(venues):  # a venue missing would look like an OI flush: no total then
+        out.append(Observation(total_key(asset), stamp, total))
+    return out
 
 
 def derive(

@@ -126,10 +126,10 @@ def _time(value: Any, fmt: str, where: str, now: datetime) -> datetime:
         raise ParseError(expected)
     try:
         ts = datetime.fromisoformat(value)
-    except ValueError:
+        seconds = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):  # year 1 at +14:00 falls off the calendar
         raise ParseError(expected) from None
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return checked_time(ts.timestamp(), where, now, earliest=_EARLIEST)
+    return checked_time(seconds, where, now, earliest=_EARLIEST)
 
 
 def _stamps(payload: Any, compiled: Compiled, now: datetime) -> Stamps:

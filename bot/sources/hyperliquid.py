@@ -80,12 +80,13 @@ def parse_asset_contexts(payload: Any, assets: list[str]) -> dict[str, Context]:
 
 
 def _context(names: list[Any], contexts: list[Any], universe: list[Any], asset: str) -> Context:
-    """Find one coin by name and read its context; a delisted coin is refused."""
-    if coin(asset) not in names:
-        raise ParseError(f"hyperliquid: {coin(asset)} is not in the universe")
-    index = names.index(coin(asset))
-    if universe[index].get("isDelisted") is True:
-        raise ParseError(f"hyperliquid: {coin(asset)} is delisted")
+    """Read the coin's live entry; a coin that is absent, or only delisted, is an error."""
+    matches = [i for i, name in enumerate(names) if name == coin(asset)]
+    live = [i for i in matches if universe[i].get("isDelisted") is not True]
+    if not live:
+        state = "delisted" if matches else "not in the universe"
+        raise ParseError(f"hyperliquid: {coin(asset)} is {state}")
+    index = live[0]
     where = f"hyperliquid: assetCtxs[{index}] ({coin(asset)})"
     item = mapping(contexts[index], where)
     mark = positive(item.get("markPx"), f"{where}.markPx")

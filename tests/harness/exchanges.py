@@ -35,7 +35,7 @@ async def client() -> AsyncIterator[HttpClient]:
 def app_settings(assets: Iterable[str] = ("btc", "eth"), **extra: Any) -> Settings:
     """Whole settings with the given assets, ignoring any .env on the machine."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         markets={"assets": list(assets)},
         **extra,
     )
