@@ -173,12 +173,14 @@ def test_a_missing_field_is_named() -> None:
 # over HTTP ----------------------------------------------------------------------------------------
 def route_good(src: FakeSource) -> None:
     src.route("GET", "/fapi/v1/fundingInfo", body=fx("funding_info.json"))
-    src.route_sequence(
-        "/fapi/v1/premiumIndex", [fx("premium_index_btc.json"), fx("premium_index_eth.json")]
-    )
-    src.route_sequence(
-        "/fapi/v1/openInterest", [fx("open_interest_btc.json"), fx("open_interest_eth.json")]
-    )
+    for asset in ("btc", "eth"):
+        match = {"symbol": f"{asset.upper()}USDT"}
+        src.route(
+            "GET", "/fapi/v1/premiumIndex", body=fx(f"premium_index_{asset}.json"), match=match
+        )
+        src.route(
+            "GET", "/fapi/v1/openInterest", body=fx(f"open_interest_{asset}.json"), match=match
+        )
 
 
 async def test_poll_writes_funding_oi_in_usd_and_mark_per_asset() -> None:
@@ -220,7 +222,7 @@ async def test_geo_block_451_is_a_permanent_source_error() -> None:
         with pytest.raises(SourceError, match="geo-blocked") as caught:
             await BinanceSource(venue_settings(src, retries=3), app_settings()).poll(http, NOW)
     assert caught.value.permanent
-    assert len(src.requests) == 1
+    assert len(src.requests_to("/fapi/v1/fundingInfo")) == 1  # a geo block is never retried
 
 
 async def test_rate_limit_429_is_retried() -> None:

@@ -181,7 +181,7 @@ async def test_cloudfront_geo_block_is_a_plain_permanent_error() -> None:
             await BybitSource(venue_settings(src, retries=2), app_settings()).poll(http, NOW)
     assert caught.value.permanent
     assert not isinstance(caught.value, ParseError)
-    assert len(src.requests) == 1
+    assert len(src.requests) == 2  # one per asset, asked together, neither retried
 
 
 async def test_rate_limit_envelope_with_http_200_fails_the_poll() -> None:
@@ -194,9 +194,9 @@ async def test_rate_limit_envelope_with_http_200_fails_the_poll() -> None:
 async def test_http_429_is_retried() -> None:
     async with FakeSource() as src, client() as http:
         limited = Answer("Too Many Requests", status=429)
-        src.route_sequence(
-            "/v5/market/tickers", [limited, fx("tickers_btc.json"), fx("tickers_eth.json")]
-        )
+        tickers = "/v5/market/tickers"
+        src.route_sequence(tickers, [limited, fx("tickers_btc.json")], match={"symbol": "BTCUSDT"})
+        src.route("GET", tickers, body=fx("tickers_eth.json"), match={"symbol": "ETHUSDT"})
         points = await BybitSource(venue_settings(src, retries=1), app_settings()).poll(http, NOW)
     assert len(src.requests_to("/v5/market/tickers")) == 3
     assert len(points) == 6

@@ -269,9 +269,10 @@ async def test_api_key_missing_answer_with_http_200_is_a_parse_error(http: HttpC
 async def test_rate_limit_429_is_retried_then_reported(http: HttpClient) -> None:
     async with FakeSource() as src:
         src.route("GET", PATHS["btc"], body=payload("rate_limit.json"), status=429)
-        with pytest.raises(SourceError, match="coinglass btc: HTTP 429") as caught:
+        src.route("GET", PATHS["eth"], body=payload("rate_limit.json"), status=429)
+        with pytest.raises(SourceError, match=r"coinglass (btc|eth): HTTP 429") as caught:
             await source(src).poll(http, NOW)
-    assert len(src.requests) == 3
+    assert len(src.requests_to(PATHS["btc"])) == 3  # tried, then retried twice
     assert not caught.value.permanent
 
 

@@ -146,7 +146,9 @@ def route_good(src: FakeSource) -> None:
         ("/api/v5/public/open-interest", "open_interest"),
         ("/api/v5/public/mark-price", "mark_price"),
     ):
-        src.route_sequence(path, [fx(f"{stem}_btc.json"), fx(f"{stem}_eth.json")])
+        for asset in ("btc", "eth"):
+            match = {"instId": f"{asset.upper()}-USDT-SWAP"}
+            src.route("GET", path, body=fx(f"{stem}_{asset}.json"), match=match)
 
 
 async def test_poll_writes_funding_usd_oi_and_mark_per_asset() -> None:
@@ -175,7 +177,8 @@ async def test_rate_limit_50011_with_http_429_is_retried() -> None:
         limited = Answer(fx("error_50011.json"), status=429)
         src.route_sequence(
             "/api/v5/public/funding-rate",
-            [limited, fx("funding_rate_btc.json"), fx("funding_rate_eth.json")],
+            [limited, fx("funding_rate_btc.json")],
+            match={"instId": "BTC-USDT-SWAP"},
         )
         points = await OkxSource(venue_settings(src, retries=1), app_settings()).poll(http, NOW)
     assert len(src.requests_to("/api/v5/public/funding-rate")) == 3

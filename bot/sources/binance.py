@@ -7,6 +7,7 @@ each row's interval from the gap to the previous settlement.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -143,19 +144,27 @@ class BinanceSource(VenueSource):
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset; the interval list is fetched once per poll."""
-        hours = parse_funding_info(await self._get(http, FUNDING_INFO, {}), self.assets)
+        info, *pairs = await asyncio.gather(
+            self._get(http, FUNDING_INFO, {}), *(self._payloads(http, a) for a in self.assets)
+        )
+        hours = parse_funding_info(info, self.assets)
         return [
-            await self._snapshot(http, asset, hours.get(asset, DEFAULT_HOURS), now)
-            for asset in self.assets
+            self._snapshot(asset, premium, oi, hours.get(asset, DEFAULT_HOURS), now)
+            for asset, (premium, oi) in zip(self.assets, pairs, strict=True)
         ]
 
-    async def _snapshot(
-        self, http: HttpClient, asset: str, hours: float, now: datetime
-    ) -> Snapshot:
-        """Combine premiumIndex and openInterest; OI in USD is coins × mark price."""
+    async def _payloads(self, http: HttpClient, asset: str) -> tuple[Any, Any]:
+        """premiumIndex and openInterest for one asset, asked at the same time."""
         params = {"symbol": symbol(asset)}
-        mark = parse_premium_index(await self._get(http, PREMIUM_INDEX, params), asset, now)
-        coins = parse_open_interest(await self._get(http, OPEN_INTEREST, params), asset, now)
+        premium, oi = await asyncio.gather(
+            self._get(http, PREMIUM_INDEX, params), self._get(http, OPEN_INTEREST, params)
+        )
+        return premium, oi
+
+    def _snapshot(self, asset: str, premium: Any, oi: Any, hours: float, now: datetime) -> Snapshot:
+        """Combine premiumIndex and openInterest; OI in USD is coins × mark price."""
+        mark = parse_premium_index(premium, asset, now)
+        coins = parse_open_interest(oi, asset, now)
         oi_usd = notional(coins, mark.mark, f"binance: {symbol(asset)} open interest")
         return Snapshot(asset, VENUE, mark.ts, mark.rate, hours, oi_usd, mark.mark)
 

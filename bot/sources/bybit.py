@@ -7,6 +7,7 @@ inside `result` is a string, timestamps included; `retCode` ≠ 0 is an error wi
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -180,7 +181,7 @@ class BybitSource(VenueSource):
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset's ticker."""
-        return [await self._snapshot(http, asset, now) for asset in self.assets]
+        return list(await asyncio.gather(*(self._snapshot(http, a, now) for a in self.assets)))
 
     async def _snapshot(self, http: HttpClient, asset: str, now: datetime) -> Snapshot:
         """Build one snapshot, asking `instruments-info` only if the ticker omits the interval."""

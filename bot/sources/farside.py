@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -390,10 +391,8 @@ class FarsideSource:
     async def _fetch(
         self, http: HttpClient, paths: dict[str, str], now: datetime
     ) -> list[Observation]:
-        points: list[Observation] = []
-        for asset in self.assets:
-            points.extend((await self._page(http, paths[asset], asset, now)).observations)
-        return points
+        pages = await asyncio.gather(*(self._page(http, paths[a], a, now) for a in self.assets))
+        return [point for page in pages for point in page.observations]
 
     async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
         """Fetch the recent pages; a day completed since the last poll gets its total now."""

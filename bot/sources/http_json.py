@@ -7,6 +7,7 @@ or a list of numbers aligned with the list its `timestamp` path gives. Paths are
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -218,7 +219,8 @@ class HttpJsonSource:
         """Fetch every endpoint; a configuration mistake is a permanent failure, said plainly."""
         if self.problems:
             raise SourceError("; ".join(self.problems), permanent=True)
-        return [point for c in self.endpoints for point in await self._fetch(http, c, now)]
+        parts = await asyncio.gather(*(self._fetch(http, c, now) for c in self.endpoints))
+        return [point for part in parts for point in part]
 
     async def backfill(
         self, http: HttpClient, now: datetime, since: datetime | None

@@ -7,6 +7,7 @@ a string, timestamps too; `code` is the string "0" when all is well, even on err
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -147,16 +148,19 @@ class OkxSource(VenueSource):
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset's funding, open interest and mark price."""
-        return [await self._snapshot(http, asset, now) for asset in self.assets]
+        return list(await asyncio.gather(*(self._snapshot(http, a, now) for a in self.assets)))
 
     async def _snapshot(self, http: HttpClient, asset: str, now: datetime) -> Snapshot:
         """Build one snapshot, stamped at the funding answer's `ts`."""
         swap = {"instType": "SWAP", "instId": inst_id(asset)}
-        funding = parse_funding_rate(
-            await self._get(http, FUNDING_RATE, {"instId": inst_id(asset)}), asset, now
+        funding_raw, oi_raw, mark_raw = await asyncio.gather(
+            self._get(http, FUNDING_RATE, {"instId": inst_id(asset)}),
+            self._get(http, OPEN_INTEREST, swap),
+            self._get(http, MARK_PRICE, swap),
         )
-        oi_usd = parse_open_interest(await self._get(http, OPEN_INTEREST, swap), asset, now)
-        mark = parse_mark_price(await self._get(http, MARK_PRICE, swap), asset, now)
+        funding = parse_funding_rate(funding_raw, asset, now)
+        oi_usd = parse_open_interest(oi_raw, asset, now)
+        mark = parse_mark_price(mark_raw, asset, now)
         return Snapshot(asset, VENUE, funding.ts, funding.rate, funding.hours, oi_usd, mark)
 
     async def history(

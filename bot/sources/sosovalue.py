@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import re
@@ -129,10 +130,8 @@ class SoSoValueSource:
         key = self.settings.api_key.get_secret_value()
         if not key:
             raise SourceError("sosovalue: no api_key set", permanent=True)
-        points: list[Observation] = []
-        for asset in self.assets:
-            points.extend(await self._fetch(http, key, asset, now))
-        return points
+        parts = await asyncio.gather(*(self._fetch(http, key, a, now) for a in self.assets))
+        return [point for part in parts for point in part]
 
     async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
         """Fetch the chart and keep the last month, so late revisions are picked up."""

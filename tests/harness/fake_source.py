@@ -52,6 +52,18 @@ def _answer(item: Answer | Body) -> Answer:
     return item if isinstance(item, Answer) else Answer(item)
 
 
+def _fields(query: dict[str, str], body: bytes) -> dict[str, str]:
+    """Query parameters plus the top-level scalars of a JSON body, for `match`."""
+    fields = dict(query)
+    try:
+        decoded = json.loads(body) if body else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        fields.update({k: str(v) for k, v in decoded.items() if not isinstance(v, dict | list)})
+    return fields
+
+
 class FakeSource:
     """`async with FakeSource() as src:`, then `src.route("GET", "/fng/", body={...})`."""
 
@@ -60,6 +72,7 @@ class FakeSource:
         self.requests: list[Request] = []
         self.port = 0
         self._routes: dict[tuple[str, str], list[Answer]] = {}
+        self._matched: list[tuple[str, str, dict[str, str], list[Answer]]] = []
         self._runner: web.AppRunner | None = None
 
     @property
@@ -93,6 +106,7 @@ class FakeSource:
         method: str,
         path: str,
         *,
+        match: Mapping[str, str] | None = None,
         body: Body = b"",
         status: int = 200,
         content_type: str | None = None,
@@ -101,15 +115,42 @@ class FakeSource:
     ) -> None:
         """Answer every `method path` request (any query string) with this, until re-routed."""
         answer = Answer(body, status, content_type, delay, dict(headers or {}))
-        self._routes[(method.upper(), path)] = [answer]
+        self._store(method, path, match, [answer])
 
     def route_sequence(
-        self, path: str, answers: Sequence[Answer | Body], *, method: str = "GET"
+        self,
+        path: str,
+        answers: Sequence[Answer | Body],
+        *,
+        method: str = "GET",
+        match: Mapping[str, str] | None = None,
     ) -> None:
         """Answer successive requests with successive answers; the last one then repeats."""
         if not answers:
             raise ValueError("route_sequence needs at least one answer")
-        self._routes[(method.upper(), path)] = [_answer(item) for item in answers]
+        self._store(method, path, match, [_answer(item) for item in answers])
+
+    def _store(
+        self, method: str, path: str, match: Mapping[str, str] | None, answers: list[Answer]
+    ) -> None:
+        """`match` picks requests by query parameters or top-level JSON body fields, so
+        concurrent requests to one path (one per asset) get their own answers."""
+        key = (method.upper(), path)
+        if match is None:  # a plain route replaces every answer for the path
+            self._routes[key] = answers
+            self._matched = [m for m in self._matched if (m[0], m[1]) != key]
+            return
+        wanted = {k: str(v) for k, v in match.items()}
+        self._matched = [m for m in self._matched if (m[0], m[1], m[2]) != (*key, wanted)]
+        self._matched.append((*key, wanted, answers))
+
+    def _lookup(self, method: str, path: str, fields: dict[str, str]) -> list[Answer] | None:
+        for m_method, m_path, wanted, answers in self._matched:
+            if (m_method, m_path) == (method, path) and all(
+                fields.get(k) == v for k, v in wanted.items()
+            ):
+                return answers
+        return self._routes.get((method, path))
 
     def requests_to(self, path: str) -> list[Request]:
         """The requests made to one path, in order."""
@@ -145,7 +186,7 @@ class FakeSource:
         self.requests.append(
             Request(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
-        answers = self._routes.get((request.method, request.path))
+        answers = self._lookup(request.method, request.path, _fields(dict(request.query), body))
         if answers is None and request.method == "HEAD":
             answers = self._routes.get(("GET", request.path))
         if answers is None:
