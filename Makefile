@@ -38,6 +38,9 @@ pytest: $(DEVSTAMP)
 test: lint type pytest
 
 bench: $(DEVSTAMP)
+	$(BIN)/python -m bench.poll_cycle
+	$(BIN)/python -m bench.backtest
+	$(BIN)/python -m bench.live
 	$(BIN)/python -m bench.startup
 
 clean:
