@@ -136,3 +136,24 @@ async def test_backfill_then_status(
     assert await run_cli("status") == 0
     out = capsys.readouterr().out
     assert "extreme-fear" in out and "inactive" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["fear_greed", "farside", "sosovalue", "coinglass", "binance", "bybit", "okx", "hyperliquid"],
+)
+async def test_fetch_json_works_for_every_source(
+    name: str, cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.harness.recorded import route_everything
+
+    async with FakeSource() as src:
+        route_everything(src)
+        monkeypatch.setenv(f"STABLEWATCH_SOURCES__{name.upper()}__BASE_URL", src.base_url)
+        monkeypatch.setenv(f"STABLEWATCH_SOURCES__{name.upper()}__API_KEY", "test-key")
+        assert await run_cli("fetch", name, "--json") == 0
+        assert src.requests, "the source asked the fake server"
+    for line in capsys.readouterr().out.splitlines():
+        point = json.loads(line)
+        assert set(point) == {"series", "ts", "value"}
+        assert isinstance(point["value"], float)
