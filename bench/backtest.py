@@ -43,11 +43,11 @@ KINDS: list[dict[str, Any]] = [
 ]
 
 
-def random_walks(count: int, points: int, seed: int) -> dict[str, Series]:
+def random_walks(count: int, points: int, seed: int, start: datetime = START) -> dict[str, Series]:
     """Hourly walks around zero that change sign every few weeks, with noise that makes the
     crossings choppy: a slow mean-reverting AR(1) level plus unit hourly noise, like funding."""
     rng = np.random.default_rng(seed)
-    ts = int(START.timestamp()) + np.arange(points, dtype=np.int64) * 3600
+    ts = int(start.timestamp()) + np.arange(points, dtype=np.int64) * 3600
     out = {}
     for i in range(count):
         shocks = rng.standard_normal(points)

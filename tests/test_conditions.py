@@ -375,7 +375,7 @@ def test_longest_run_in_a_window(
 
 
 def test_longest_needs_the_window_covered_and_reports_the_run() -> None:
-    values = [-1, 1, -1, -1, 1, -1, -1, -1]
+    values: list[float] = [-1, 1, -1, -1, 1, -1, -1, -1]
     ev = run({"longest": {"below": 0, "within": 10}}, values)
     assert where(ev) == []
     ev = run({"longest": {"below": 0, "within": 6}}, values)

@@ -10,7 +10,7 @@ import numpy as np
 
 from bot.alerts.evaluate import run_series_rule, timing
 from bot.alerts.lifecycle import Change, advance
-from bot.alerts.pipeline import to_transition
+from bot.alerts.pipeline import message_for
 from bot.engine.conditions import Evaluated
 from bot.engine.rules import AnyRule, CompositeRule, RuleSet
 from bot.engine.series import Series
@@ -107,7 +107,7 @@ def replay(
         by_rule[composite.id] = changes
         found.extend((composite, c, None) for c in changes)
     events = [
-        Event(rule.id, c.kind.value, c.at, c.value, to_transition(rule, c, ev).message)
+        Event(rule.id, c.kind.value, c.at, c.value, message_for(rule, c, ev))
         for rule, c, ev in found
         if start is None or c.at >= start
     ]

@@ -74,7 +74,7 @@ def run_series_rule(
         state, found = advance(
             t, state, ts[lo:hi], values[lo:hi], ev.active[lo:hi], resolved[lo:hi]
         )
-        changes.extend(replace(c, index=(c.index or 0) + lo) for c in found)
+        changes.extend(replace(c, index=(c.index or 0) + lo) if lo else c for c in found)
     last = to_epoch(state.last_ts) if state.last_ts else None
     if last is not None and is_stale(t, last, now_s):
         state, change = no_data(t, state, from_epoch(stale_at(t, last) or now_s))

@@ -44,12 +44,16 @@ class Change:
 
 def _next(indices: npt.NDArray[np.intp], i: int, n: int) -> int:
     """The first index in a sorted array that is ≥ i, or n."""
-    k = int(np.searchsorted(indices, i))
+    k = int(indices.searchsorted(i))
     return int(indices[k]) if k < indices.size else n
 
 
 class _Walk:
-    """Mutable cursor over one batch of points; only `advance` uses it."""
+    """Mutable cursor over one batch of points; only `advance` uses it.
+
+    It keeps the state's changing fields as plain attributes and builds the AlertState once at
+    the end: a backtest steps through thousands of transitions per rule.
+    """
 
     def __init__(
         self,
@@ -60,29 +64,37 @@ class _Walk:
         active: npt.NDArray[np.bool_],
         resolved: npt.NDArray[np.bool_],
     ) -> None:
-        self.t, self.state, self.ts, self.values = timing, state, ts, values
+        self.t, self.initial, self.ts, self.values = timing, state, ts, values
+        self.status, self.since, self.pending_count = state.status, state.since, state.pending_count
+        self.cleared_at, self.last_fired_at = state.cleared_at, state.last_fired_at
         self.on, self.off = np.flatnonzero(active), np.flatnonzero(~active)
         self.res, self.unres = np.flatnonzero(resolved), np.flatnonzero(~resolved)
         self.changes: list[Change] = []
 
+    def state(self, value: float, last_ts: datetime) -> AlertState:
+        """The state after the walk."""
+        return replace(
+            self.initial,
+            status=self.status,
+            since=self.since,
+            pending_count=self.pending_count,
+            cleared_at=self.cleared_at,
+            last_fired_at=self.last_fired_at,
+            value=value,
+            last_ts=last_ts,
+        )
+
     def fire(self, k: int, reason: str = "") -> None:
         at = from_epoch(int(self.ts[k]))
-        self.state = replace(
-            self.state,
-            status=AlertStatus.FIRING,
-            since=at,
-            pending_count=0,
-            cleared_at=None,
-            last_fired_at=at,
-        )
+        self.status, self.since, self.pending_count = AlertStatus.FIRING, at, 0
+        self.cleared_at, self.last_fired_at = None, at
         self.changes.append(Change(TransitionKind.FIRING, at, float(self.values[k]), at, reason, k))
 
     def resolve(self, k: int, reason: str) -> None:
         at = from_epoch(int(self.ts[k]))
-        fired = self.state.since
-        self.state = replace(
-            self.state, status=AlertStatus.INACTIVE, since=at, pending_count=0, cleared_at=None
-        )
+        fired = self.since
+        self.status, self.since = AlertStatus.INACTIVE, at
+        self.pending_count, self.cleared_at = 0, None
         self.changes.append(
             Change(TransitionKind.RESOLVED, at, float(self.values[k]), fired, reason, k)
         )
@@ -94,53 +106,49 @@ class _Walk:
         if self.t.hold is None and self.t.confirm is None:
             self.fire(j)
             return j + 1
-        self.state = replace(
-            self.state,
-            status=AlertStatus.PENDING,
-            since=from_epoch(int(self.ts[j])),
-            pending_count=0,
-        )
+        self.status, self.since = AlertStatus.PENDING, from_epoch(int(self.ts[j]))
+        self.pending_count = 0
         return j
 
     def pending(self, i: int, n: int) -> int:
         run_end = _next(self.off, i, n)
-        assert self.state.since is not None
+        assert self.since is not None
         candidates = []
         if self.t.confirm is not None:
-            candidates.append(i + max(self.t.confirm - self.state.pending_count, 1) - 1)
+            candidates.append(i + max(self.t.confirm - self.pending_count, 1) - 1)
         if self.t.hold is not None:
-            due = to_epoch(self.state.since) + self.t.hold
-            candidates.append(max(i, int(np.searchsorted(self.ts, due, side="left"))))
+            due = to_epoch(self.since) + self.t.hold
+            candidates.append(max(i, int(self.ts.searchsorted(due, side="left"))))
         k = min(candidates)
         if k < run_end:
             self.fire(k)
             return k + 1
         if run_end < n:
-            self.state = replace(self.state, status=AlertStatus.INACTIVE, pending_count=0)
+            self.status, self.pending_count = AlertStatus.INACTIVE, 0
             return run_end
-        self.state = replace(self.state, pending_count=self.state.pending_count + n - i)
+        self.pending_count += n - i
         return n
 
     def firing(self, i: int, n: int) -> int:
-        if self.state.cleared_at is None:
+        if self.cleared_at is None:
             r = _next(self.res, i, n)
             if r >= n:
                 return n
             if not self.t.keep_firing_for:
                 self.resolve(r, "condition cleared")
                 return r + 1
-            self.state = replace(self.state, cleared_at=from_epoch(int(self.ts[r])))
+            self.cleared_at = from_epoch(int(self.ts[r]))
             i = r
         u = _next(self.unres, i, n)
-        assert self.state.cleared_at is not None
+        assert self.cleared_at is not None
         assert self.t.keep_firing_for
-        due = to_epoch(self.state.cleared_at) + self.t.keep_firing_for
-        k = max(i, int(np.searchsorted(self.ts, due, side="left")))
+        due = to_epoch(self.cleared_at) + self.t.keep_firing_for
+        k = max(i, int(self.ts.searchsorted(due, side="left")))
         if k < min(u, n):
             self.resolve(k, "condition cleared")
             return k + 1
         if u < n:
-            self.state = replace(self.state, cleared_at=None)
+            self.cleared_at = None
             return u
         return n
 
@@ -163,15 +171,14 @@ def advance(
     walk = _Walk(timing, state, ts, values, active, resolved)
     i = 0
     while i < n:
-        match walk.state.status:
+        match walk.status:
             case AlertStatus.INACTIVE:
                 i = walk.inactive(i, n)
             case AlertStatus.PENDING:
                 i = walk.pending(i, n)
             case _:
                 i = walk.firing(i, n)
-    final = replace(walk.state, value=float(values[-1]), last_ts=from_epoch(int(ts[-1])))
-    return final, walk.changes
+    return walk.state(float(values[-1]), from_epoch(int(ts[-1]))), walk.changes
 
 
 def stale_at(timing: Timing, last_ts: int) -> int | None:

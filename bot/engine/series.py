@@ -120,26 +120,20 @@ def range_max(
     values: npt.NDArray[np.float64], left: npt.NDArray[np.intp], right: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.float64]:
     """Maximum over [left, right) for every pair, vectorized with a sparse table; empty → -inf."""
-    n = values.size
     out = np.full(left.size, -np.inf)
-    if n == 0:
-        return out
-    table = [values]
-    width = 1
-    while width * 2 <= n:
-        prev = table[-1]
-        table.append(np.maximum(prev[:-width], prev[width:]))
-        width *= 2
     length = right - left
     ok = length > 0
-    level = np.zeros(left.size, dtype=np.intp)
-    level[ok] = np.floor(np.log2(length[ok])).astype(np.intp)
-    for k in np.unique(level[ok]):
-        pick = ok & (level == k)
-        row = table[k]
-        a = left[pick]
-        b = right[pick] - (1 << int(k))
-        out[pick] = np.maximum(row[a], row[b])
+    if values.size == 0 or not bool(ok.any()):
+        return out
+    a, b = left[ok], right[ok]
+    level = np.frexp(length[ok].astype(np.float64))[1] - 1  # floor(log2(length)), exactly
+    n = values.size
+    table = np.full((int(level.max()) + 1, n), -np.inf)  # row k: max of values[i : i + 2**k]
+    table[0] = values
+    for k in range(1, table.shape[0]):
+        half, width = 1 << (k - 1), n - (1 << k) + 1
+        table[k, :width] = np.maximum(table[k - 1, :width], table[k - 1, half : half + width])
+    out[ok] = np.maximum(table[level, a], table[level, b - (1 << level)])
     return out
 
 
