@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import tempfile
 import time
@@ -67,6 +68,8 @@ async def measure(rounds: int, days: int, series: int, rules_count: int) -> dict
             rules = with_composites(bench_rules(rules_count, keys, seed=2), 4)
             clock = START + timedelta(days=days)
             await evaluate_series(store, rules, None, clock)
+            gc.collect()
+            gc.freeze()  # as `stablewatch run` does once started: long-lived objects leave the GC
             timings: list[float] = []
             transitions = 0
             for i in range(rounds):

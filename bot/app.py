@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -239,6 +240,8 @@ async def run(settings: Settings, stop: asyncio.Event, clock: Clock = system_clo
     runtime = Runtime(settings, clock)
     try:
         await runtime.start()
+        gc.collect()
+        gc.freeze()  # start-up objects live forever: keep them out of full collections' pauses
         log.info("stablewatch running; Ctrl-C stops")
         await stop.wait()
         log.info("stopping")

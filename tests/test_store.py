@@ -431,3 +431,14 @@ async def test_version_1_database_gains_the_detail_column(tmp_path: Path) -> Non
         assert state.status.value == "firing" and state.pending_count == 0
     finally:
         await store.close()
+
+
+async def test_series_arrays_match_observations(store: SqlStore) -> None:
+    points = [obs("x", d, float(d) - 2.5) for d in (3, 0, 2, 1)] + [obs("y", 0, 9.0)]
+    await store.upsert_observations(points)
+    ts, values = await store.series_arrays("x")
+    expected = await store.observations("x")
+    assert ts == [int(p.ts.timestamp()) for p in expected]
+    assert values == [p.value for p in expected] == [-2.5, -1.5, -0.5, 0.5]
+    ts, values = await store.series_arrays("x", since=T0 + 2 * DAY)
+    assert values == [-0.5, 0.5]

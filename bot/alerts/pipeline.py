@@ -84,11 +84,20 @@ async def recipients(store: Store, channels: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*chats, *channels]))
 
 
-async def _load(store: Store, rule: SeriesRule, prev: AlertState | None) -> Series:
-    """The series around the newest evaluated point, as arrays."""
+async def _load(
+    store: Store, rule: SeriesRule, prev: AlertState | None, cache: dict[str, tuple[int, Series]]
+) -> Series:
+    """The series around the newest evaluated point; loaded once per pass for all its rules."""
     since = prev.last_ts - LOOKBACK if prev and prev.last_ts else None
-    points = await store.observations(rule.series, since=since)
-    return Series.of([to_epoch(p.ts) for p in points], [p.value for p in points])
+    start = to_epoch(since) if since else 0
+    cached = cache.get(rule.series)
+    if cached is not None and cached[0] <= start:
+        first = int(cached[1].ts.searchsorted(start))
+        return Series(cached[1].ts[first:], cached[1].values[first:])
+    ts, values = await store.series_arrays(rule.series, since)
+    series = Series.of(ts, values)
+    cache[rule.series] = (start, series)
+    return series
 
 
 def _removed(
@@ -128,11 +137,12 @@ async def evaluate_series(
     states = await store.alert_states()
     changed: list[AlertState] = []
     found: list[tuple[AnyRule, Change, Evaluated | None, bool]] = []
+    cache: dict[str, tuple[int, Series]] = {}
     for rule in rules.series_rules():
         if wanted is not None and rule.series not in wanted:
             continue
         prev = states.get(rule.id)
-        state, changes, ev = run_series_rule(rule, prev, await _load(store, rule, prev), now)
+        state, changes, ev = run_series_rule(rule, prev, await _load(store, rule, prev, cache), now)
         newest = int(ev.series.ts.size) - 1
         found.extend((rule, c, ev, c.index is None or c.index == newest) for c in changes)
         if state != prev:

@@ -39,6 +39,12 @@ class Store(Protocol):
         """Return one series' points in time order, optionally within [since, until]."""
         ...
 
+    async def series_arrays(
+        self, series: str, since: datetime | None = None
+    ) -> tuple[list[int], list[float]]:
+        """One series as (epoch seconds, values) lists in time order, for evaluation."""
+        ...
+
     async def latest(self, series: str) -> Observation | None:
         """Return the newest point of a series."""
         ...

@@ -162,6 +162,17 @@ class SqlStore:
         rows = await self._fetch(query)
         return [Observation(series, from_epoch(r.ts), r.value) for r in rows]
 
+    async def series_arrays(
+        self, series: str, since: datetime | None = None
+    ) -> tuple[list[int], list[float]]:
+        """Epoch seconds and values as plain lists: the evaluation hot path skips datetimes."""
+        t = db.observations
+        query = select(t.c.ts, t.c.value).where(t.c.series == series).order_by(t.c.ts)
+        if since is not None:
+            query = query.where(t.c.ts >= to_epoch(since))
+        rows = await self._fetch(query)
+        return [r[0] for r in rows], [r[1] for r in rows]
+
     async def latest(self, series: str) -> Observation | None:
         """Return the newest point of a series."""
         t = db.observations
