@@ -176,3 +176,15 @@ def test_jumping_lifecycle_matches_a_point_by_point_reference() -> None:
                 expected.append(("firing", i))
                 status = "on"
         assert marks(changes) == [(k, float(i)) for k, i in expected]
+
+
+def test_no_data_deadline_skips_holidays_like_the_live_check() -> None:
+    """Thursday before Good Friday 2025: one missing session is Monday, stale from Tuesday."""
+    from bot.alerts.lifecycle import Timing, is_stale, stale_at
+
+    timing = Timing(no_data_after=86400, no_data_then="ok", calendar="us-trading")
+    thursday = int(datetime(2025, 4, 17, tzinfo=UTC).timestamp())
+    due = stale_at(timing, thursday)
+    assert due == int(datetime(2025, 4, 22, tzinfo=UTC).timestamp())
+    assert not is_stale(timing, thursday, due - 1)
+    assert is_stale(timing, thursday, due)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from bot.engine.calendar import DAY, CalendarName, sessions_between, to_days
+from bot.engine.calendar import DAY, CalendarName, holidays_for, sessions_between, to_days
 from bot.model import AlertState, AlertStatus, TransitionKind, from_epoch, to_epoch
 
 if TYPE_CHECKING:
@@ -189,8 +189,10 @@ def stale_at(timing: Timing, last_ts: int) -> int | None:
         return last_ts + timing.no_data_after
     sessions = max(1, -(-timing.no_data_after // DAY))
     day = to_days(np.array([last_ts], dtype=np.int64)) + 1
-    due = np.busday_offset(day, sessions, roll="forward", weekmask="1111100")
-    return int(due.astype(np.int64)[0]) * DAY
+    nth = np.busday_offset(
+        day, sessions - 1, roll="forward", weekmask="1111100", holidays=holidays_for(day)
+    )
+    return (int(nth.astype(np.int64)[0]) + 1) * DAY  # the day after the Nth silent session
 
 
 def is_stale(timing: Timing, last_ts: int, now: int) -> bool:

@@ -35,7 +35,27 @@ def _describe_status(status: int, body: str) -> str:
         return "HTTP 403: CloudFront refused this location"
     if status == 429:
         return "HTTP 429: rate limited"
-    return f"HTTP {status}"
+    said = _provider_message(body)
+    return f"HTTP {status}: {said}" if said else f"HTTP {status}"
+
+
+def _provider_message(body: str) -> str:
+    """The provider's own words from a JSON error body (`msg`, `message`, `retMsg`), shortened."""
+    try:
+        payload = json.loads(body[:4000])
+    except ValueError:
+        return ""
+    if not isinstance(payload, dict):
+        return ""
+    for key in ("msg", "message", "retMsg", "error", "description"):
+        value = payload.get(key)
+        if isinstance(value, str) and value.strip():
+            code = payload.get("code")
+            prefix = (
+                f"{code} " if isinstance(code, int | str) and str(code) not in {"", "0"} else ""
+            )
+            return (prefix + " ".join(value.split()))[:160]
+    return ""
 
 
 class HttpClient:
@@ -135,6 +155,6 @@ class HttpClient:
         )
         try:
             return json.loads(body)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or an integer too long to convert
             snippet = " ".join(body[:80].split())
             raise ParseError(f"expected JSON, got {snippet!r}") from None
