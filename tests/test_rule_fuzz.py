@@ -378,7 +378,11 @@ def test_duplicate_ids_across_files_keep_the_first(tmp_path: Path) -> None:
     ruleset = load_rules(tmp_path)
     assert [r.series for r in ruleset.series_rules()] == ["x"]
     (issue,) = ruleset.issues
-    assert issue.file.name == "b.yaml" and "already used in" in issue.message
+    assert (
+        issue.file.name == "b.yaml"
+        and "already used at" in issue.message
+        and "a.yaml:2" in issue.message
+    )
 
 
 @pytest.mark.parametrize(

@@ -101,3 +101,16 @@ def test_fingerprint_ignores_message_but_not_condition(tmp_path: Path) -> None:
     assert load_rules(tmp_path).rules[0].fingerprint == first
     write(tmp_path, "a.yaml", base.replace("{msg}", "two").replace("above: 1", "above: 2"))
     assert load_rules(tmp_path).rules[0].fingerprint != first
+
+
+def test_composite_problems_point_at_the_composite(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "c.yaml",
+        "rules:\n  - id: base\n    series: x\n    condition: {above: 1}\n"
+        "  - id: loop-a\n    all: [loop-b]\n  - id: loop-b\n    all: [loop-a, ghost]\n",
+    )
+    issues = {i.message: (i.line, i.col) for i in load_rules(tmp_path).issues}
+    assert issues["rule 'loop-b': member 'ghost' does not exist"] == (7, 5)
+    cycle = next(m for m in issues if "cycle" in m)
+    assert issues[cycle][0] in {5, 7}

@@ -555,7 +555,7 @@ def _rule_id_at(data: Any, index: Any) -> str:
 _TAGS = {"series-rule", "composite-rule"}
 
 
-def _readable(loc: tuple[int | str, ...], data: Any) -> list[str | int]:
+def _readable(loc: tuple[int | str, ...], data: Any, missing: bool) -> list[str | int]:
     """Keep the parts of an error location the user wrote; drop discriminator tags."""
     out: list[str | int] = []
     node = data
@@ -565,8 +565,8 @@ def _readable(loc: tuple[int | str, ...], data: Any) -> list[str | int]:
         if in_map or in_list:
             out.append(part)
             node = node[part]
-        elif i == len(loc) - 1 and part not in _TAGS and out[-1:] != [part]:
-            out.append(part)  # a missing field
+        elif missing and i == len(loc) - 1 and part not in _TAGS and out[-1:] != [part]:
+            out.append(part)  # the name of the missing field (not a union member's type tag)
     return out
 
 
@@ -595,7 +595,7 @@ def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -
             p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))
         )
         node = _key_at(root, loc) if error["type"] == "extra_forbidden" else _node_at(root, loc)
-        readable = _readable(loc, data)
+        readable = _readable(loc, data, error["type"] == "missing")
         where = ""
         if len(readable) >= 2 and readable[0] == "rules":
             where = f"rule '{_rule_id_at(data, readable[1])}': "
@@ -603,11 +603,49 @@ def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -
         key = ".".join(_shown(p) for p in readable)
         text = f"{where}{key}: {_describe(error)}" if key else f"{where}{_describe(error)}"
         issues.append(RuleIssue(path, node.start_mark.line + 1, node.start_mark.column + 1, text))
-    return issues
+    return _merge_alternatives(issues)
+
+
+def _merge_alternatives(issues: list[RuleIssue]) -> list[RuleIssue]:
+    """A field that accepts two forms (points or a duration) fails twice: say it once."""
+    merged: dict[tuple[int, int, str], RuleIssue] = {}
+    for issue in issues:
+        head, _, detail = issue.message.rpartition(": ")
+        key = (issue.line, issue.col, head)
+        if key in merged and head:
+            before = merged[key].message.rpartition(": ")[2]
+            wanted = before.rsplit(", found ", 1)[0]
+            extra = detail.removeprefix("expected ")
+            merged[key] = RuleIssue(
+                issue.file, issue.line, issue.col, f"{head}: {wanted} or {extra}"
+            )
+        else:
+            merged[key] = issue
+    return list(merged.values())
+
+
+Position = tuple[Path, int, int]
+
+
+def _positions(path: Path, root: yaml.Node) -> dict[str, Position]:
+    """Where each rule starts, by id, so set-level issues (members, cycles) point at it."""
+    out: dict[str, Position] = {}
+    rules_node = _node_at(root, ("rules",))
+    if isinstance(rules_node, yaml.SequenceNode):
+        for item in rules_node.value:
+            ident = _node_at(item, ("id",))
+            if isinstance(ident, yaml.ScalarNode):
+                out[str(ident.value)] = (path, item.start_mark.line + 1, item.start_mark.column + 1)
+    return out
 
 
 def load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue]]:
     """Parse one rule file's text; return its rules, or the issues that stop it from loading."""
+    rules, issues, _ = _load_text(path, text)
+    return rules, issues
+
+
+def _load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue], dict[str, Position]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -620,29 +658,29 @@ def load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue]]:
             else (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
         )
         problem = (str(getattr(exc, "problem", None) or exc).splitlines() or [""])[0]
-        return [], [RuleIssue(path, line, col, f"not valid YAML: {problem}")]
+        return [], [RuleIssue(path, line, col, f"not valid YAML: {problem}")], {}
     except RecursionError:
-        return [], [RuleIssue(path, 1, 1, "not valid YAML: nested too deeply")]
+        return [], [RuleIssue(path, 1, 1, "not valid YAML: nested too deeply")], {}
     if root is None:
-        return [], []
+        return [], [], {}
     try:
-        return list(RuleFile.model_validate(data).rules), []
+        return list(RuleFile.model_validate(data).rules), [], _positions(path, root)
     except ValidationError as exc:
-        return [], _issues_from(path, root, data, exc)
+        return [], _issues_from(path, root, data, exc), {}
     except RecursionError:
-        return [], [RuleIssue(path, 1, 1, "rule file nested too deeply")]
+        return [], [RuleIssue(path, 1, 1, "rule file nested too deeply")], {}
 
 
-def load_file(path: Path) -> tuple[list[AnyRule], list[RuleIssue]]:
-    """Load one rule file."""
+def load_file(path: Path) -> tuple[list[AnyRule], list[RuleIssue], dict[str, Position]]:
+    """Load one rule file, with where each of its rules starts."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleIssue(path, 1, 1, f"cannot read: {exc}")]
-    return load_text(path, text)
+        return [], [RuleIssue(path, 1, 1, f"cannot read: {exc}")], {}
+    return _load_text(path, text)
 
 
-def _composite_issues(rules: list[AnyRule], origin: dict[str, Path]) -> list[RuleIssue]:
+def _composite_issues(rules: list[AnyRule], origin: dict[str, Position]) -> list[RuleIssue]:
     """Members must exist, and composites must not refer to themselves through others."""
     by_id = {r.id: r for r in rules}
     issues = []
@@ -652,9 +690,7 @@ def _composite_issues(rules: list[AnyRule], origin: dict[str, Path]) -> list[Rul
                 if member not in by_id:
                     issues.append(
                         RuleIssue(
-                            origin[rule.id],
-                            1,
-                            1,
+                            *origin[rule.id],
                             f"rule '{rule.id}': member '{_shown(member)}' does not exist",
                         )
                     )
@@ -672,9 +708,7 @@ def _composite_issues(rules: list[AnyRule], origin: dict[str, Path]) -> list[Rul
                         else member
                     )
                     issues.append(
-                        RuleIssue(
-                            origin[rid], 1, 1, f"rule '{rid}': cycle among composites: {cycle}"
-                        )
+                        RuleIssue(*origin[rid], f"rule '{rid}': cycle among composites: {cycle}")
                     )
                 elif member in by_id and state.get(member) is None:
                     visit(member, [*trail, member])
@@ -709,17 +743,19 @@ def load_rules(directory: Path) -> RuleSet:
         return RuleSet((), (RuleIssue(directory, 1, 1, "rules directory not found"),))
     rules: list[AnyRule] = []
     issues: list[RuleIssue] = []
-    origin: dict[str, Path] = {}
+    origin: dict[str, Position] = {}
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        loaded, problems = load_file(path)
+        loaded, problems, positions = load_file(path)
         issues.extend(problems)
         for rule in loaded:
+            where = positions.get(rule.id, (path, 1, 1))
             if rule.id in origin:
+                first = origin[rule.id]
                 issues.append(
-                    RuleIssue(path, 1, 1, f"rule '{rule.id}': id already used in {origin[rule.id]}")
+                    RuleIssue(*where, f"rule '{rule.id}': id already used at {first[0]}:{first[1]}")
                 )
                 continue
-            origin[rule.id] = path
+            origin[rule.id] = where
             rules.append(rule)
     issues.extend(_composite_issues(rules, origin))
     return RuleSet(tuple(_ordered(rules)), tuple(issues))
