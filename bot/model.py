@@ -58,6 +58,7 @@ class AlertState:
     pending_count: int = 0
     cleared_at: datetime | None = None
     last_fired_at: datetime | None = None
+    notified_at: datetime | None = None
 
 
 class TransitionKind(enum.StrEnum):

@@ -80,3 +80,30 @@ async def test_broken_template_falls_back_to_a_plain_line(tmp_path: Path) -> Non
         assert outcome.enqueued == 1
     finally:
         await store.close()
+
+
+async def test_repeat_reminds_while_firing_and_not_more_often(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "a.yaml").write_text(
+        "rules:\n  - id: f\n    series: fear_greed\n    condition: {below: 50}\n    repeat: 1d\n"
+        "    message: 'fear at {{ value | plain }}'\n"
+    )
+    rules = load_rules(tmp_path / "r")
+    store = await make_sqlite_store(tmp_path)
+    try:
+        await store.upsert_observations([fg(0, 10)])
+        first = await evaluate_series(
+            store, rules, {"fear_greed"}, DAY0 + timedelta(hours=1), ["c"]
+        )
+        assert [t.kind.value for t in first.transitions] == ["firing"]
+        quiet = await evaluate_series(store, rules, None, DAY0 + timedelta(hours=20), ["c"])
+        assert quiet.transitions == ()
+        again = await evaluate_series(store, rules, None, DAY0 + timedelta(days=1, hours=2), ["c"])
+        assert [(t.kind.value, t.reason) for t in again.transitions] == [("firing", "still firing")]
+        assert again.enqueued == 1
+        items = await store.claim_outbox("w", DAY0 + timedelta(days=2))
+        assert "Still firing: f" in items[-1].text and "for 1d2h" in items[-1].text
+        soon = await evaluate_series(store, rules, None, DAY0 + timedelta(days=1, hours=3), ["c"])
+        assert soon.transitions == ()
+    finally:
+        await store.close()

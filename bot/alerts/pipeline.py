@@ -121,22 +121,41 @@ def _removed(
     return out
 
 
-async def evaluate_series(
+def _reminders(
+    rules: RuleSet, states: dict[str, AlertState], now: datetime, wanted: set[str] | None
+) -> list[tuple[AlertState, Transition]]:
+    """Alerts firing longer than their `repeat` since the last notice are told again."""
+    out = []
+    for rule in rules.rules:
+        if rule.repeat is None or (
+            wanted is not None and getattr(rule, "series", None) not in wanted
+        ):
+            continue
+        state = states.get(rule.id)
+        if state is None or state.status is not AlertStatus.FIRING:
+            continue
+        last = state.notified_at or state.since
+        if last is None or now - last < rule.repeat:
+            continue
+        change = Change(TransitionKind.FIRING, now, state.value, state.since, "still firing")
+        transition = replace(to_transition(rule, change), reason="still firing")
+        out.append((replace(state, notified_at=now), transition))
+    return out
+
+
+Found = list[tuple[AnyRule, Change, "Evaluated | None", bool]]
+
+
+async def _step_rules(
     store: Store,
     rules: RuleSet,
-    series: Iterable[str] | None,
+    wanted: set[str] | None,
+    states: dict[str, AlertState],
     now: datetime,
-    channels: Sequence[str] = (),
-) -> Outcome:
-    """Evaluate the rules that read the given series (all when None), then every composite.
-
-    Only changes at a series' newest point, or at `now` (no data, rule edited, composites), are
-    delivered: history that arrives by backfill or import updates state silently.
-    """
-    wanted = None if series is None else set(series)
-    states = await store.alert_states()
-    changed: list[AlertState] = []
-    found: list[tuple[AnyRule, Change, Evaluated | None, bool]] = []
+) -> tuple[dict[str, AlertState], Found]:
+    """Run the series rules that read `wanted` (all when None), then every composite."""
+    changed: dict[str, AlertState] = {}
+    found: Found = []
     cache: dict[str, tuple[int, Series]] = {}
     for rule in rules.series_rules():
         if wanted is not None and rule.series not in wanted:
@@ -146,25 +165,31 @@ async def evaluate_series(
         newest = int(ev.series.ts.size) - 1
         found.extend((rule, c, ev, c.index is None or c.index == newest) for c in changes)
         if state != prev:
-            states[rule.id] = state
-            changed.append(state)
+            states[rule.id] = changed[rule.id] = state
     for composite in rules.composites():
         prev = states.get(composite.id)
         state, changes = run_composite_live(composite, prev, states, now)
         found.extend((composite, c, None, True) for c in changes)
         if state != prev:
-            states[composite.id] = state
-            changed.append(state)
-    removed = _removed(rules, states, now) if wanted is None else []
-    changed.extend(state for state, _ in removed)
-    if not changed and not found:
-        return Outcome()
-    chats = await recipients(store, channels)
+            states[composite.id] = changed[composite.id] = state
+    return changed, found
+
+
+def _messages(
+    rules: RuleSet,
+    found: Found,
+    extra: list[Transition],
+    chats: list[str],
+) -> tuple[list[Transition], list[tuple[int, str, str]]]:
+    """Transitions to log and the outbox rows they owe: one per chat for each delivered one."""
     transitions: list[Transition] = []
     deliveries: list[tuple[int, str, str]] = []
-    for _, transition in removed:
+    for transition in extra:
         transitions.append(transition)
-        text = render_transition(transition, transition.rule_id, "rule removed")
+        owner = rules.get(transition.rule_id)
+        name = owner.name if owner else transition.rule_id
+        where = getattr(owner, "series", "composite") if owner else "rule removed"
+        text = render_transition(transition, name, where)
         deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
     for owner, change, evaluated, deliver in found:
         transition = to_transition(owner, change, evaluated)
@@ -172,7 +197,38 @@ async def evaluate_series(
         if deliver:
             text = render_transition(transition, owner.name, getattr(owner, "series", "composite"))
             deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
-    enqueued = await store.record_evaluation(changed, transitions, deliveries, now)
+    return transitions, deliveries
+
+
+async def evaluate_series(
+    store: Store,
+    rules: RuleSet,
+    series: Iterable[str] | None,
+    now: datetime,
+    channels: Sequence[str] = (),
+) -> Outcome:
+    """Evaluate the rules that read the given series (all when None), then every composite.
+
+    Only changes at a series' newest point, or at `now` (no data, rule edited, composites,
+    reminders), are delivered: history that arrives by backfill or import updates state silently.
+    """
+    wanted = None if series is None else set(series)
+    states = await store.alert_states()
+    changed, found = await _step_rules(store, rules, wanted, states, now)
+    extra: list[Transition] = []
+    for state, transition in _removed(rules, states, now) if wanted is None else []:
+        changed[state.rule_id] = state
+        extra.append(transition)
+    for owner, change, _, deliver in found:
+        if deliver and change.kind is TransitionKind.FIRING:
+            states[owner.id] = changed[owner.id] = replace(states[owner.id], notified_at=now)
+    for state, reminder in _reminders(rules, states, now, wanted):
+        states[state.rule_id] = changed[state.rule_id] = state
+        extra.append(reminder)
+    if not changed and not found and not extra:
+        return Outcome()
+    transitions, deliveries = _messages(rules, found, extra, await recipients(store, channels))
+    enqueued = await store.record_evaluation(list(changed.values()), transitions, deliveries, now)
     for t in transitions:
         log.info(
             "rule %s %s at %s (%s)", t.rule_id, t.kind.value, t.at.isoformat(), t.reason or "-"

@@ -25,6 +25,11 @@ def render_transition(transition: Transition, name: str, series: str) -> str:
     title = html.escape(name)
     body = html.escape(transition.message)
     footer = f"<i>{html.escape(series)} · {_when(transition.at)}</i>"
+    if transition.kind is TransitionKind.FIRING and transition.reason == "still firing":
+        lasted = ""
+        if transition.fired_at is not None:
+            lasted = f" for {format_duration(transition.at - transition.fired_at)}"
+        return f"🔁 <b>Still firing: {title}</b>{lasted}\n{body}\n{footer}"
     if transition.kind is TransitionKind.FIRING:
         icon = _ICON.get(transition.severity, "🟠")
         return f"{icon} <b>{title}</b>\n{body}\n{footer}"

@@ -439,6 +439,7 @@ def _state_row(state: AlertState, at: int) -> dict[str, Any]:
         "pending_count": state.pending_count,
         "cleared_at": _epoch(state.cleared_at),
         "last_fired_at": _epoch(state.last_fired_at),
+        "notified_at": _epoch(state.notified_at),
     }
     return {
         "rule_id": state.rule_id,
@@ -465,6 +466,7 @@ def _state_from(r: Any) -> AlertState:
         pending_count=int(detail.get("pending_count", 0)),
         cleared_at=_when(detail.get("cleared_at")),
         last_fired_at=_when(detail.get("last_fired_at")),
+        notified_at=_when(detail.get("notified_at")),
     )
 
 
