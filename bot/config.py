@@ -239,6 +239,16 @@ class EtfSettings(_Section):
     provider: Literal["farside", "sosovalue", "coinglass"] = "farside"
 
 
+class DeliverySettings(_Section):
+    """How alerts reach chats: grouping, the storm breaker and Telegram's rate limits."""
+
+    grouping_window: Duration = timedelta(seconds=30)
+    storm_limit: int = Field(default=10, ge=1, le=1000)
+    global_rate: float = Field(default=25.0, gt=0, le=1000)
+    private_rate: float = Field(default=1.0, gt=0, le=100)
+    group_per_minute: float = Field(default=20.0, gt=0, le=600)
+
+
 class LogSettings(_Section):
     """How much the bot says on the console."""
 
@@ -263,6 +273,7 @@ class Settings(BaseSettings):
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     markets: MarketsSettings = Field(default_factory=MarketsSettings)
     etf: EtfSettings = Field(default_factory=EtfSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

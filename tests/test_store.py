@@ -442,3 +442,31 @@ async def test_series_arrays_match_observations(store: SqlStore) -> None:
     assert values == [p.value for p in expected] == [-2.5, -1.5, -0.5, 0.5]
     ts, values = await store.series_arrays("x", since=T0 + 2 * DAY)
     assert values == [-0.5, 0.5]
+
+
+async def test_mutes_expire_and_can_be_lifted(store: SqlStore) -> None:
+    await store.mute("7", "extreme-fear", T0 + DAY, "asked")
+    await store.mute("7", "tag:etf", T0 + 2 * DAY)
+    await store.mute("7", "extreme-fear", T0 + 3 * DAY)  # replaces the first
+    assert (await store.mutes(T0))["7"] == {"extreme-fear": T0 + 3 * DAY, "tag:etf": T0 + 2 * DAY}
+    assert (await store.mutes(T0 + 2 * DAY))["7"] == {"extreme-fear": T0 + 3 * DAY}
+    assert await store.unmute("7", "extreme-fear") == 1
+    assert await store.mutes(T0) == {"7": {"tag:etf": T0 + 2 * DAY}}
+    assert await store.unmute("7") == 1
+
+
+async def test_move_subscription_follows_a_migrated_group(store: SqlStore) -> None:
+    await store.subscribe(-100, ChatKind.GROUP, "g", T0)
+    await store.mute("-100", "all", T0 + DAY)
+    assert await store.move_subscription(-100, -1001234)
+    assert [s.chat_id for s in await store.subscriptions()] == [-1001234]
+    assert "-1001234" in await store.mutes(T0)
+
+
+async def test_sent_count_counts_rows_per_rule_and_chat(store: SqlStore) -> None:
+    transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
+    await store.record_evaluation(
+        [], [transition, transition], [(0, "1", "a"), (1, "1", "b"), (1, "2", "c")], T0
+    )
+    assert await store.sent_count("r", "1", T0 - DAY) == 2
+    assert await store.sent_count("r", "1", T0 + DAY) == 0

@@ -66,6 +66,26 @@ class Store(Protocol):
         """Deactivate a chat's subscription; return True if it was active."""
         ...
 
+    async def move_subscription(self, old_chat_id: int, new_chat_id: int) -> bool:
+        """Follow a chat migrated to a supergroup: subscription, mutes and pending rows move."""
+        ...
+
+    async def mute(self, chat_id: str, target: str, until: datetime, reason: str = "") -> None:
+        """Mute a rule id, `tag:<tag>` or `all` for a chat until a moment."""
+        ...
+
+    async def unmute(self, chat_id: str, target: str | None = None) -> int:
+        """Lift one mute, or all of a chat's mutes."""
+        ...
+
+    async def mutes(self, now: datetime) -> dict[str, dict[str, datetime]]:
+        """Active mutes: chat id → target → until."""
+        ...
+
+    async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
+        """Messages enqueued for (rule, chat) since a moment (storm breaker)."""
+        ...
+
     async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
         """Return subscriptions, ordered by chat id."""
         ...

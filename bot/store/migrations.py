@@ -48,9 +48,17 @@ def _alert_state_detail(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE alert_states ADD COLUMN detail TEXT NOT NULL DEFAULT '{}'"))
 
 
+def _mutes(conn: Connection) -> None:
+    """Version 3: per-chat mutes of a rule, a tag or everything, with an expiry."""
+    from bot.store.schema import mutes
+
+    mutes.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create all tables", _create_all),
     Migration(2, "alert_states.detail", _alert_state_detail),
+    Migration(3, "mutes", _mutes),
 )
 
 

@@ -112,6 +112,15 @@ notification_log = Table(
     Column("sent_at", Epoch, nullable=False),
 )
 
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("chat_id", Text, primary_key=True),
+    Column("target", Text, primary_key=True),  # a rule id, "tag:<tag>", or "all"
+    Column("until", Epoch, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+)
+
 source_health = Table(
     "source_health",
     metadata,

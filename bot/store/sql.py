@@ -15,6 +15,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    delete,
     event,
     func,
     insert,
@@ -226,6 +227,61 @@ class SqlStore:
             .values(active=False, updated_at=to_epoch(self._clock()))
         )
         return await self._write(stmt) == 1
+
+    async def move_subscription(self, old_chat_id: int, new_chat_id: int) -> bool:
+        """A group became a supergroup: its subscription (and mutes) follow the new id."""
+        t, m = db.subscriptions, db.mutes
+        async with self._writer.begin() as conn:
+            taken = (
+                await conn.execute(select(t.c.chat_id).where(t.c.chat_id == new_chat_id))
+            ).first()
+            if taken is not None:
+                await conn.execute(update(t).where(t.c.chat_id == old_chat_id).values(active=False))
+            else:
+                await conn.execute(
+                    update(t).where(t.c.chat_id == old_chat_id).values(chat_id=new_chat_id)
+                )
+            await conn.execute(
+                update(m).where(m.c.chat_id == str(old_chat_id)).values(chat_id=str(new_chat_id))
+            )
+            moved = await conn.execute(
+                update(db.outbox)
+                .where(db.outbox.c.chat_id == str(old_chat_id), db.outbox.c.status == PENDING)
+                .values(chat_id=str(new_chat_id))
+            )
+        return bool(moved.rowcount) or taken is None
+
+    async def mute(self, chat_id: str, target: str, until: datetime, reason: str = "") -> None:
+        """Mute a rule id, `tag:<tag>` or `all` for a chat until a moment (replacing any mute)."""
+        m = db.mutes
+        row = {"chat_id": chat_id, "target": target, "until": to_epoch(until), "reason": reason}
+        await self._write(self._replace(m, ("chat_id", "target")).values(**row))
+
+    async def unmute(self, chat_id: str, target: str | None = None) -> int:
+        """Lift one mute, or all of a chat's mutes; return how many were lifted."""
+        m = db.mutes
+        stmt = delete(m).where(m.c.chat_id == chat_id)
+        if target is not None:
+            stmt = stmt.where(m.c.target == target)
+        return await self._write(stmt)
+
+    async def mutes(self, now: datetime) -> dict[str, dict[str, datetime]]:
+        """Active mutes: chat id → target → until."""
+        m = db.mutes
+        rows = await self._fetch(select(m).where(m.c.until > to_epoch(now)))
+        out: dict[str, dict[str, datetime]] = {}
+        for r in rows:
+            out.setdefault(r.chat_id, {})[r.target] = from_epoch(r.until)
+        return out
+
+    async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
+        """Messages enqueued for (rule, chat) since a moment: the storm breaker's count."""
+        o = db.outbox
+        query = select(func.count()).where(
+            o.c.rule_id == rule_id, o.c.chat_id == chat_id, o.c.created_at >= to_epoch(since)
+        )
+        rows = await self._fetch(query)
+        return int(rows[0][0])
 
     async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
         """Return subscriptions, ordered by chat id."""
