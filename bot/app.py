@@ -160,7 +160,9 @@ class Runtime:
         series = set(result.series)
         if result.ok and source.name in VENUES:
             series |= await self._derive()
-        outcome = await evaluate_series(self.store, self.rules, series, self.clock(), self.channels)
+        outcome = await evaluate_series(
+            self.store, self.rules, series, self.clock(), self.channels, self.settings.delivery
+        )
         if outcome.enqueued:
             await self.deliver()
 
@@ -174,7 +176,9 @@ class Runtime:
 
     async def tick(self) -> None:
         """Evaluate every rule against the clock, even without new data."""
-        outcome = await evaluate_series(self.store, self.rules, None, self.clock(), self.channels)
+        outcome = await evaluate_series(
+            self.store, self.rules, None, self.clock(), self.channels, self.settings.delivery
+        )
         if outcome.enqueued:
             await self.deliver()
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bot.durations import Duration
+from bot.durations import Duration, Wait
 
 DEFAULT_CONFIG = Path("settings/stablewatch.toml")
 
@@ -242,7 +242,7 @@ class EtfSettings(_Section):
 class DeliverySettings(_Section):
     """How alerts reach chats: grouping, the storm breaker and Telegram's rate limits."""
 
-    grouping_window: Duration = timedelta(seconds=30)
+    grouping_window: Wait = timedelta(seconds=30)
     storm_limit: int = Field(default=10, ge=1, le=1000)
     global_rate: float = Field(default=25.0, gt=0, le=1000)
     private_rate: float = Field(default=1.0, gt=0, le=100)

@@ -49,6 +49,20 @@ def _coerce(value: Any) -> Any:
     return value
 
 
+def _coerce_zero_ok(value: Any) -> Any:
+    """Like `_coerce`, but `0s` (and 0) mean "no wait"."""
+    if value in ("0", "0s", 0):
+        return timedelta(0)
+    return _coerce(value)
+
+
+Wait = Annotated[
+    timedelta,
+    BeforeValidator(_coerce_zero_ok),
+    PlainSerializer(format_duration, return_type=str),
+]
+"""A duration that may be zero (a grouping window that is switched off)."""
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(_coerce),

@@ -59,6 +59,7 @@ class AlertState:
     cleared_at: datetime | None = None
     last_fired_at: datetime | None = None
     notified_at: datetime | None = None
+    reminders: int = 0
 
 
 class TransitionKind(enum.StrEnum):

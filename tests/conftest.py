@@ -69,4 +69,5 @@ OTHER_SOURCES = (
 
 def only_fear_greed_env() -> dict[str, str]:
     """Environment that switches off every source but fear_greed, so no test reaches the internet."""
-    return {f"STABLEWATCH_SOURCES__{name.upper()}__ENABLED": "false" for name in OTHER_SOURCES}
+    off = {f"STABLEWATCH_SOURCES__{name.upper()}__ENABLED": "false" for name in OTHER_SOURCES}
+    return off | {"STABLEWATCH_DELIVERY__GROUPING_WINDOW": "0s"}

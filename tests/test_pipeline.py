@@ -44,7 +44,7 @@ async def test_transition_at_newest_point_goes_to_every_chat_and_channel(tmp_pat
         await store.upsert_observations([fg(1, 15)])
         outcome = await evaluate_series(store, rules, {"fear_greed"}, NOW, ["@chan"])
         assert outcome.enqueued == 3
-        items = await store.claim_outbox("w", NOW + timedelta(seconds=1))
+        items = await store.claim_outbox("w", NOW + timedelta(minutes=1))  # after grouping
         assert sorted(i.chat_id for i in items) == ["-100", "1", "@chan"]
         assert "Extreme fear" in items[0].text and "15" in items[0].text
         again = await evaluate_series(store, rules, {"fear_greed"}, NOW)
@@ -96,6 +96,8 @@ async def test_repeat_reminds_while_firing_and_not_more_often(tmp_path: Path) ->
             store, rules, {"fear_greed"}, DAY0 + timedelta(hours=1), ["c"]
         )
         assert [t.kind.value for t in first.transitions] == ["firing"]
+        (told,) = await store.claim_outbox("w", DAY0 + timedelta(hours=2))
+        await store.mark_sent(told.id, 1, DAY0 + timedelta(hours=2))
         quiet = await evaluate_series(store, rules, None, DAY0 + timedelta(hours=20), ["c"])
         assert quiet.transitions == ()
         again = await evaluate_series(store, rules, None, DAY0 + timedelta(days=1, hours=2), ["c"])

@@ -22,6 +22,7 @@ def settings_for(tmp_path: Path, src: FakeSource, rules: Path) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'sw.db'}"},
         rules={"dir": str(rules)},
+        delivery={"grouping_window": "0s"},
         sources={
             "fear_greed": {"base_url": src.base_url, "retries": 0},
             **{name: {"enabled": False} for name in OTHER_SOURCES},

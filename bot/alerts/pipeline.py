@@ -11,6 +11,8 @@ from typing import Any
 
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
+from bot.alerts.policy import STORM_WINDOW, plan
+from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
 from bot.engine.rules import AnyRule, RuleSet, SeriesRule
 from bot.engine.series import Series
@@ -135,11 +137,11 @@ def _reminders(
         if state is None or state.status is not AlertStatus.FIRING:
             continue
         last = state.notified_at or state.since
-        if last is None or now - last < rule.repeat:
+        if last is None or now - last < rule.repeat * rule.repeat_backoff**state.reminders:
             continue
         change = Change(TransitionKind.FIRING, now, state.value, state.since, "still firing")
         transition = replace(to_transition(rule, change), reason="still firing")
-        out.append((replace(state, notified_at=now), transition))
+        out.append((replace(state, notified_at=now, reminders=state.reminders + 1), transition))
     return out
 
 
@@ -175,29 +177,30 @@ async def _step_rules(
     return changed, found
 
 
+Owed = list[tuple[int, Transition, "AnyRule | None", str]]
+
+
 def _messages(
-    rules: RuleSet,
-    found: Found,
-    extra: list[Transition],
-    chats: list[str],
-) -> tuple[list[Transition], list[tuple[int, str, str]]]:
-    """Transitions to log and the outbox rows they owe: one per chat for each delivered one."""
+    rules: RuleSet, found: Found, extra: list[Transition]
+) -> tuple[list[Transition], Owed]:
+    """Transitions to log, and the rendered message each delivered one owes the chats."""
     transitions: list[Transition] = []
-    deliveries: list[tuple[int, str, str]] = []
+    owed: Owed = []
     for transition in extra:
         transitions.append(transition)
         owner = rules.get(transition.rule_id)
         name = owner.name if owner else transition.rule_id
         where = getattr(owner, "series", "composite") if owner else "rule removed"
-        text = render_transition(transition, name, where)
-        deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
+        owed.append(
+            (len(transitions) - 1, transition, owner, render_transition(transition, name, where))
+        )
     for owner, change, evaluated, deliver in found:
         transition = to_transition(owner, change, evaluated)
         transitions.append(transition)
         if deliver:
             text = render_transition(transition, owner.name, getattr(owner, "series", "composite"))
-            deliveries.extend((len(transitions) - 1, chat, text) for chat in chats)
-    return transitions, deliveries
+            owed.append((len(transitions) - 1, transition, owner, text))
+    return transitions, owed
 
 
 async def evaluate_series(
@@ -206,6 +209,7 @@ async def evaluate_series(
     series: Iterable[str] | None,
     now: datetime,
     channels: Sequence[str] = (),
+    delivery: DeliverySettings | None = None,
 ) -> Outcome:
     """Evaluate the rules that read the given series (all when None), then every composite.
 
@@ -221,14 +225,22 @@ async def evaluate_series(
         extra.append(transition)
     for owner, change, _, deliver in found:
         if deliver and change.kind is TransitionKind.FIRING:
-            states[owner.id] = changed[owner.id] = replace(states[owner.id], notified_at=now)
+            fresh = replace(states[owner.id], notified_at=now, reminders=0)
+            states[owner.id] = changed[owner.id] = fresh
     for state, reminder in _reminders(rules, states, now, wanted):
         states[state.rule_id] = changed[state.rule_id] = state
         extra.append(reminder)
     if not changed and not found and not extra:
         return Outcome()
-    transitions, deliveries = _messages(rules, found, extra, await recipients(store, channels))
-    enqueued = await store.record_evaluation(list(changed.values()), transitions, deliveries, now)
+    policy = delivery or DeliverySettings()
+    transitions, owed = _messages(rules, found, extra)
+    chats = await recipients(store, channels)
+    decided = await plan(store, owed, chats, now, policy.storm_limit)
+    for chat, rule_id in decided.storm_mutes:
+        await store.mute(chat, rule_id, now + STORM_WINDOW, "storm breaker")
+    enqueued = await store.record_evaluation(
+        list(changed.values()), transitions, decided.deliveries, now, now + policy.grouping_window
+    )
     for t in transitions:
         log.info(
             "rule %s %s at %s (%s)", t.rule_id, t.kind.value, t.at.isoformat(), t.reason or "-"

@@ -345,6 +345,7 @@ class _RuleBase(_Strict):
     confirm: Count | None = None
     keep_firing_for: Duration | None = None
     repeat: Duration | None = None
+    repeat_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
     severity: Literal["info", "warning", "critical"] = "warning"
     tags: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -396,6 +397,7 @@ class _RuleBase(_Strict):
                 "labels",
                 "digest",
                 "repeat",
+                "repeat_backoff",
             },
         )
 

@@ -82,6 +82,14 @@ class Store(Protocol):
         """Active mutes: chat id → target → until."""
         ...
 
+    async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
+        """Messages enqueued per chat for a rule since a moment."""
+        ...
+
+    async def notified(self, rule_id: str) -> dict[str, datetime]:
+        """When each chat was last told about a rule."""
+        ...
+
     async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
         """Messages enqueued for (rule, chat) since a moment (storm breaker)."""
         ...
@@ -101,6 +109,7 @@ class Store(Protocol):
         transitions: Sequence[Transition],
         deliveries: Sequence[tuple[int, str, str]],
         now: datetime,
+        not_before: datetime | None = None,
     ) -> int:
         """In one transaction: save states, log transitions, enqueue outbox rows.
 

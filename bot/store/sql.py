@@ -274,6 +274,22 @@ class SqlStore:
             out.setdefault(r.chat_id, {})[r.target] = from_epoch(r.until)
         return out
 
+    async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
+        """Messages enqueued per chat for a rule since a moment, in one query (fan-outs)."""
+        o = db.outbox
+        query = (
+            select(o.c.chat_id, func.count())
+            .where(o.c.rule_id == rule_id, o.c.created_at >= to_epoch(since))
+            .group_by(o.c.chat_id)
+        )
+        return {r[0]: int(r[1]) for r in await self._fetch(query)}
+
+    async def notified(self, rule_id: str) -> dict[str, datetime]:
+        """When each chat was last told about a rule (the notification log), in one query."""
+        n = db.notification_log
+        rows = await self._fetch(select(n.c.chat_id, n.c.sent_at).where(n.c.rule_id == rule_id))
+        return {r[0]: from_epoch(r[1]) for r in rows}
+
     async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
         """Messages enqueued for (rule, chat) since a moment: the storm breaker's count."""
         o = db.outbox
@@ -309,6 +325,7 @@ class SqlStore:
         transitions: Sequence[Transition],
         deliveries: Sequence[tuple[int, str, str]],
         now: datetime,
+        not_before: datetime | None = None,
     ) -> int:
         """In one transaction: save states, log transitions, enqueue outbox rows; count the rows."""
         at = to_epoch(now)
@@ -338,7 +355,7 @@ class SqlStore:
                         "text": text,
                         "status": PENDING,
                         "attempts": 0,
-                        "not_before": at,
+                        "not_before": to_epoch(not_before) if not_before else at,
                         "error": "",
                         "created_at": at,
                     }
@@ -496,6 +513,7 @@ def _state_row(state: AlertState, at: int) -> dict[str, Any]:
         "cleared_at": _epoch(state.cleared_at),
         "last_fired_at": _epoch(state.last_fired_at),
         "notified_at": _epoch(state.notified_at),
+        "reminders": state.reminders,
     }
     return {
         "rule_id": state.rule_id,
@@ -523,6 +541,7 @@ def _state_from(r: Any) -> AlertState:
         cleared_at=_when(detail.get("cleared_at")),
         last_fired_at=_when(detail.get("last_fired_at")),
         notified_at=_when(detail.get("notified_at")),
+        reminders=int(detail.get("reminders", 0)),
     )
 
 

@@ -1,0 +1,78 @@
+"""Who is told about a transition: mutes, the notification log, and the storm breaker (§5)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.engine.rules import AnyRule
+from bot.model import Transition, TransitionKind
+from bot.store import Store
+
+STORM_WINDOW = timedelta(hours=1)
+
+
+@dataclass
+class Plan:
+    """The outbox rows owed for one evaluation pass, and the mutes the storm breaker set."""
+
+    deliveries: list[tuple[int, str, str]] = field(default_factory=list)
+    storm_mutes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def muted(chat_mutes: dict[str, datetime], rule: AnyRule | None, rule_id: str) -> bool:
+    """A chat muted everything, this rule, or one of its tags."""
+    targets = {"all", rule_id} | {f"tag:{t}" for t in (rule.tags if rule else [])}
+    return any(t in chat_mutes for t in targets)
+
+
+def storm_notice(name: str, limit: int) -> str:
+    """The one message a storm leaves behind."""
+    return (
+        f"🔇 <b>{html.escape(name)}</b> sent {limit} alerts here in the last hour: "
+        "muted for an hour. /unmute to hear it again now."
+    )
+
+
+async def plan(
+    store: Store,
+    owed: Sequence[tuple[int, Transition, AnyRule | None, str]],
+    chats: Sequence[str],
+    now: datetime,
+    storm_limit: int,
+) -> Plan:
+    """Decide, per transition and chat, whether to send, skip, or send the storm notice.
+
+    A resolve or reminder goes only to chats that were told the alert fired; muted chats are
+    skipped; the `storm_limit + 1`-th message of a rule in an hour becomes a notice and a mute.
+    """
+    mutes = await store.mutes(now)
+    out = Plan()
+    counts: dict[str, dict[str, int]] = {}
+    told: dict[str, dict[str, datetime]] = {}
+    for index, transition, rule, text in owed:
+        rid = transition.rule_id
+        if rid not in counts:
+            counts[rid] = await store.sent_counts(rid, now - STORM_WINDOW)
+            told[rid] = await store.notified(rid)
+        follow_up = (
+            transition.kind is TransitionKind.RESOLVED or transition.reason == "still firing"
+        )
+        for chat in chats:
+            if muted(mutes.get(chat, {}), rule, rid):
+                continue
+            fired = transition.fired_at
+            if follow_up and (chat not in told[rid] or (fired and told[rid][chat] < fired)):
+                continue
+            sent = counts[rid].get(chat, 0)
+            if sent >= storm_limit:
+                out.storm_mutes.append((chat, rid))
+                mutes.setdefault(chat, {})[rid] = now + STORM_WINDOW
+                text_here = storm_notice(rule.name if rule else rid, storm_limit)
+            else:
+                text_here = text
+            counts[rid][chat] = sent + 1
+            out.deliveries.append((index, chat, text_here))
+    return out
