@@ -113,7 +113,10 @@ class Runtime:
         except Exception as exc:
             raise StartupError(f"store.url: cannot open the store: {exc}") from None
         self._load_rules()
-        await self.store.release_claims(self.worker_id)
+        # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
+        # sent goes back in the queue. On PostgreSQL, claims expire instead (see claim_outbox).
+        single = self.settings.store.url.startswith("sqlite")
+        await self.store.release_claims("*" if single else self.worker_id)
         await self._start_notifier()
         assert self._notifier is not None
         self._outbox = OutboxWorker(self.store, self._notifier, self.clock, self.worker_id)

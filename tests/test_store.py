@@ -309,7 +309,7 @@ async def test_claim_respects_not_before_and_limit(store: SqlStore) -> None:
     first = await store.claim_outbox("w", T0 + DAY, limit=2)
     assert [i.chat_id for i in first] == ["0", "1"]
     assert [i.chat_id for i in await store.claim_outbox("w", T0 + DAY)] == ["2"]
-    assert await store.claim_outbox("w", T0 + 2 * DAY) == []
+    assert await store.claim_outbox("w", T0 + DAY + timedelta(minutes=1)) == []  # still held
     assert await store.pending_outbox() == 3
 
 
@@ -470,3 +470,12 @@ async def test_sent_count_counts_rows_per_rule_and_chat(store: SqlStore) -> None
     )
     assert await store.sent_count("r", "1", T0 - DAY) == 2
     assert await store.sent_count("r", "1", T0 + DAY) == 0
+
+
+async def test_a_claim_older_than_the_lease_is_taken_over(store: SqlStore) -> None:
+    transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
+    await store.record_evaluation([], [transition], [(0, "1", "a")], T0)
+    assert len(await store.claim_outbox("dead", T0)) == 1
+    assert await store.claim_outbox("alive", T0 + timedelta(minutes=5)) == []
+    taken = await store.claim_outbox("alive", T0 + timedelta(minutes=11))
+    assert [i.chat_id for i in taken] == ["1"]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -45,6 +46,7 @@ from bot.store import migrations
 from bot.store import schema as db
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+CLAIM_LEASE_SECONDS = 600
 CHUNK = 500
 """Rows per executemany call, so a huge import never builds one giant batch of parameters."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -389,9 +391,11 @@ class SqlStore:
         if limit <= 0:
             return []
         o, log, at = db.outbox, db.notification_log, to_epoch(now)
+        # a claim older than the lease belongs to a sender that died: take the row over
+        free = or_(o.c.claimed_by.is_(None), o.c.claimed_at < at - CLAIM_LEASE_SECONDS)
         due = (
             select(o.c.id)
-            .where(o.c.status == PENDING, o.c.claimed_by.is_(None), o.c.not_before <= at)
+            .where(o.c.status == PENDING, free, o.c.not_before <= at)
             .order_by(o.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has one writer anyway
@@ -401,9 +405,7 @@ class SqlStore:
             ids = list((await conn.execute(due)).scalars())
             if not ids:
                 return []
-            await conn.execute(
-                claim.where(o.c.id.in_(ids), o.c.claimed_by.is_(None), o.c.status == PENDING)
-            )
+            await conn.execute(claim.where(o.c.id.in_(ids), free, o.c.status == PENDING))
             joined = o.outerjoin(
                 log, and_(log.c.rule_id == o.c.rule_id, log.c.chat_id == o.c.chat_id)
             )
