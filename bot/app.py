@@ -119,7 +119,9 @@ class Runtime:
         await self.store.release_claims("*" if single else self.worker_id)
         await self._start_notifier()
         assert self._notifier is not None
-        self._outbox = OutboxWorker(self.store, self._notifier, self.clock, self.worker_id)
+        self._outbox = OutboxWorker(
+            self.store, self._notifier, self.clock, self.worker_id, self.settings.delivery
+        )
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
         http = self._http = HttpClient(self._session)
         for source in build_sources(self.settings.sources.enabled(), self.settings):

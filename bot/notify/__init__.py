@@ -35,3 +35,7 @@ class Notifier(Protocol):
     async def send(self, chat_id: str, text: str) -> int | None:
         """Send one message and return its message id (None where there is none)."""
         ...
+
+    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
+        """Replace a sent message's text, so a resolved alert updates the original message."""
+        ...

@@ -21,3 +21,8 @@ class ConsoleNotifier:
         self._stream.write(f"── to {chat_id} ──\n{to_plain(text)}\n")
         self._stream.flush()
         return None
+
+    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
+        """Print the new text; a console cannot change what it printed."""
+        self._stream.write(f"── edited {message_id} in {chat_id} ──\n{to_plain(text)}\n")
+        self._stream.flush()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeAlias
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -23,6 +25,7 @@ from bot.notify.render import to_plain
 log = logging.getLogger(__name__)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _NUMERIC_ID = re.compile(r"-?\d+")
+_Call: TypeAlias = Callable[[str, str | None], Awaitable[int]]
 
 
 def _target(chat_id: str) -> int | str:
@@ -75,8 +78,39 @@ class TelegramNotifier:
     async def send(self, chat_id: str, text: str) -> int | None:
         """Send one message; raise DeliveryError saying whether and when to retry."""
         target = _target(chat_id)
+
+        async def send(body: str, parse_mode: str | None) -> int:
+            message = await self._bot.send_message(
+                target, body, parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
+            )
+            return message.message_id
+
+        return await self._html_or_plain(chat_id, text, send)
+
+    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
+        """Replace a message's text; "not modified" means it already shows it, so that is done."""
+        target = _target(chat_id)
+
+        async def edit(body: str, parse_mode: str | None) -> int:
+            await self._bot.edit_message_text(
+                body,
+                chat_id=target,
+                message_id=message_id,
+                parse_mode=parse_mode,
+                link_preview_options=_NO_PREVIEW,
+            )
+            return message_id
+
         try:
-            return await self._send(target, text, ParseMode.HTML)
+            await self._html_or_plain(chat_id, text, edit)
+        except DeliveryError as exc:
+            if "message is not modified" not in str(exc).lower():
+                raise
+
+    async def _html_or_plain(self, chat_id: str, text: str, call: _Call) -> int:
+        """Make the call with HTML; if Telegram cannot parse it, once more as plain text."""
+        try:
+            return await call(text, ParseMode.HTML)
         except BadRequest as exc:
             if not is_parse_error(exc):
                 raise delivery_error(exc) from exc
@@ -88,12 +122,6 @@ class TelegramNotifier:
         except TelegramError as exc:
             raise delivery_error(exc) from exc
         try:
-            return await self._send(target, to_plain(text), None)
+            return await call(to_plain(text), None)
         except TelegramError as exc:
             raise delivery_error(exc) from exc
-
-    async def _send(self, target: int | str, text: str, parse_mode: str | None) -> int:
-        message = await self._bot.send_message(
-            target, text, parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
-        )
-        return message.message_id

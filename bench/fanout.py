@@ -1,0 +1,112 @@
+"""Fan-out benchmark: one alert to thousands of chats through the real delivery path.
+
+A real SQLite store holds the subscriptions and one transition's outbox rows; the real PTB
+application and TelegramNotifier send them through our OutboxWorker to the fake Bot API, which
+enforces an overall flood limit like Telegram's. Reports the rate achieved against that limit,
+the 429s provoked, and messages lost or duplicated. Prints and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.config import DeliverySettings, TelegramSettings
+from bot.model import ChatKind, Transition, TransitionKind
+from bot.notify.outbox import OutboxWorker
+from bot.store import Store, open_store
+from bot.telegram.app import build_application, start_telegram, stop_telegram
+from bot.telegram.notifier import TelegramNotifier
+from tests.harness.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TOKEN = "123:FANOUT"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def prepare(store: Store, chats: int) -> list[str]:
+    """Subscribe the chats and enqueue one firing alert for each of them."""
+    ids = list(range(1_000_001, 1_000_001 + chats))
+    for chat in ids:
+        await store.subscribe(chat, ChatKind.PRIVATE, f"user {chat}", now())
+    alert = Transition("btc_funding_flip", TransitionKind.FIRING, now(), -0.01, "funding flipped")
+    text = "🚨 <b>BTC funding flipped negative</b>\n−0.010% on Binance, Bybit and OKX"
+    deliveries = [(0, str(chat), text) for chat in ids]
+    await store.record_evaluation([], [alert], deliveries, now())
+    return [str(chat) for chat in ids]
+
+
+async def measure(chats: int, limit: float, rate: float) -> dict[str, object]:
+    """Drain one fan-out against a fake Telegram limited to `limit` messages a second."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await open_store(f"sqlite+aiosqlite:///{tmp}/fanout.db")
+        expected = await prepare(store, chats)
+        async with FakeTelegram(token=TOKEN) as tg:
+            settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
+            app = build_application(settings, store, now)
+            await start_telegram(app, poll_timeout=1.0)
+            worker = OutboxWorker(
+                store,
+                TelegramNotifier(app.bot),
+                now,
+                "bench",
+                DeliverySettings(global_rate=rate, private_rate=1, group_per_minute=20),
+            )
+            tg.rate_limit(per_second=limit)
+            started = time.perf_counter()
+            rows = await worker.drain()
+            wall = time.perf_counter() - started
+            await stop_telegram(app)
+            received = Counter(str(item.chat_id) for item in tg.sent())
+            throttled = tg.throttled
+        pending = await store.pending_outbox()
+        await store.close()
+    delivered = sum(received.values())
+    per_second = delivered / wall
+    return {
+        "benchmark": "fanout",
+        "chats": chats,
+        "telegram_limit_per_second": limit,
+        "worker_global_rate": rate,
+        "rows_marked_sent": rows,
+        "messages_delivered": delivered,
+        "messages_per_second": round(per_second, 2),
+        "fraction_of_limit": round(per_second / limit, 3),
+        "http_429": throttled,
+        "lost": sum(1 for chat in expected if received[chat] == 0),
+        "duplicated": sum(max(0, received[chat] - 1) for chat in expected),
+        "still_pending": pending,
+        "wall_seconds": round(wall, 2),
+        "goal": {"fraction_of_limit": 0.9, "http_429": 0, "lost": 0, "duplicated": 0},
+    }
+
+
+def main() -> None:
+    """Run the benchmark and write bench/results/fanout.json."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chats", type=int, default=3000)
+    parser.add_argument("--limit", type=float, default=30.0, help="the fake's messages a second")
+    parser.add_argument("--rate", type=float, default=28.0, help="the worker's global_rate")
+    args = parser.parse_args()
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(measure(args.chats, args.limit, args.rate))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fanout.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
