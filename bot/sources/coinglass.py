@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import Settings, SourceSettings
 from bot.model import Observation
-from bot.sources import ParseError, SourceError
+from bot.sources import ParseError
+from bot.sources._keyed import KeyedFlowSource
 from bot.sources.http import HttpClient
 
 PATHS = {"btc": "/api/etf/bitcoin/flow-history", "eth": "/api/etf/ethereum/flow-history"}
-POLL_WINDOW = timedelta(days=31)
 """A poll keeps a month (revisions included); the full history since launch is for backfill."""
 _FUTURE_SLACK = timedelta(days=1)
 _MIN_MS = 10**11
@@ -115,43 +113,21 @@ def parse(payload: Any, asset: str, now: datetime, *, primary: bool = True) -> l
     return [p for points in days for p in points]
 
 
-class CoinGlassSource:
+class CoinGlassSource(KeyedFlowSource):
     """Paid API with per-fund flows; used only when a key is configured."""
 
     name = "coinglass"
+    covered = frozenset(PATHS)
 
-    def __init__(self, settings: SourceSettings, app: Settings) -> None:
-        self.settings = settings
-        self.assets = [a for a in app.markets.assets if a in PATHS]
-        self.primary = app.etf.provider == "coinglass"
+    async def request(self, http: HttpClient, key: str, asset: str) -> object:
+        """GET the asset's flow history with the key header."""
+        return await http.get_json(
+            f"{self.settings.base_url}{PATHS[asset]}",
+            headers={"CG-API-KEY": key, "Accept": "application/json"},
+            timeout=self.settings.timeout.total_seconds(),
+            retries=self.settings.retries,
+        )
 
-    async def _fetch(
-        self, http: HttpClient, key: str, asset: str, now: datetime
-    ) -> list[Observation]:
-        try:
-            payload = await http.get_json(
-                f"{self.settings.base_url}{PATHS[asset]}",
-                headers={"CG-API-KEY": key, "Accept": "application/json"},
-                timeout=self.settings.timeout.total_seconds(),
-                retries=self.settings.retries,
-            )
-        except SourceError as exc:
-            raise type(exc)(f"coinglass {asset}: {exc}", permanent=exc.permanent) from exc
+    def parse(self, payload: object, asset: str, now: datetime) -> list[Observation]:
+        """The module's pure parser, with this source's series naming."""
         return parse(payload, asset, now, primary=self.primary)
-
-    async def _all(self, http: HttpClient, now: datetime) -> list[Observation]:
-        key = self.settings.api_key.get_secret_value()
-        if not key:
-            raise SourceError("coinglass: no api_key set", permanent=True)
-        parts = await asyncio.gather(*(self._fetch(http, key, a, now) for a in self.assets))
-        return [point for part in parts for point in part]
-
-    async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
-        """Fetch the history and keep the last month, so late revisions are picked up."""
-        return [p for p in await self._all(http, now) if p.ts >= now - POLL_WINDOW]
-
-    async def backfill(
-        self, http: HttpClient, now: datetime, since: datetime | None
-    ) -> list[Observation]:
-        """The same history, all of it (since each fund's launch)."""
-        return [p for p in await self._all(http, now) if since is None or p.ts >= since]

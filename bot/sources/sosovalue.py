@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bot.config import Settings, SourceSettings
 from bot.model import Observation
-from bot.sources import ParseError, SourceError
+from bot.sources import ParseError
+from bot.sources._keyed import KeyedFlowSource
 from bot.sources.http import HttpClient
 
 PATH = "/openapi/v2/etf/historicalInflowChart"
 TYPES = {"btc": "us-btc-spot", "eth": "us-eth-spot"}
-POLL_WINDOW = timedelta(days=31)
 """A poll keeps a month (revisions included); the endpoint's ~300 days are for backfill."""
 _FUTURE_SLACK = timedelta(days=1)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -100,45 +98,23 @@ def parse(payload: Any, asset: str, now: datetime, *, primary: bool = True) -> l
     return points
 
 
-class SoSoValueSource:
+class SoSoValueSource(KeyedFlowSource):
     """Daily totals only (no per-fund split on this endpoint); needs a free API key."""
 
     name = "sosovalue"
+    covered = frozenset(TYPES)
 
-    def __init__(self, settings: SourceSettings, app: Settings) -> None:
-        self.settings = settings
-        self.assets = [a for a in app.markets.assets if a in TYPES]
-        self.primary = app.etf.provider == "sosovalue"
+    async def request(self, http: HttpClient, key: str, asset: str) -> object:
+        """POST the chart request for the asset's fund type with the key header."""
+        return await http.request_json(
+            "POST",
+            f"{self.settings.base_url}{PATH}",
+            headers={"x-soso-api-key": key},
+            json_body={"type": TYPES[asset]},
+            timeout=self.settings.timeout.total_seconds(),
+            retries=self.settings.retries,
+        )
 
-    async def _fetch(
-        self, http: HttpClient, key: str, asset: str, now: datetime
-    ) -> list[Observation]:
-        try:
-            payload = await http.request_json(
-                "POST",
-                f"{self.settings.base_url}{PATH}",
-                headers={"x-soso-api-key": key},
-                json_body={"type": TYPES[asset]},
-                timeout=self.settings.timeout.total_seconds(),
-                retries=self.settings.retries,
-            )
-        except SourceError as exc:
-            raise type(exc)(f"sosovalue {asset}: {exc}", permanent=exc.permanent) from exc
+    def parse(self, payload: object, asset: str, now: datetime) -> list[Observation]:
+        """The module's pure parser, with this source's series naming."""
         return parse(payload, asset, now, primary=self.primary)
-
-    async def _all(self, http: HttpClient, now: datetime) -> list[Observation]:
-        key = self.settings.api_key.get_secret_value()
-        if not key:
-            raise SourceError("sosovalue: no api_key set", permanent=True)
-        parts = await asyncio.gather(*(self._fetch(http, key, a, now) for a in self.assets))
-        return [point for part in parts for point in part]
-
-    async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
-        """Fetch the chart and keep the last month, so late revisions are picked up."""
-        return [p for p in await self._all(http, now) if p.ts >= now - POLL_WINDOW]
-
-    async def backfill(
-        self, http: HttpClient, now: datetime, since: datetime | None
-    ) -> list[Observation]:
-        """The same chart, all of it (about 300 trading days)."""
-        return [p for p in await self._all(http, now) if since is None or p.ts >= since]
