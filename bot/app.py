@@ -88,7 +88,7 @@ class Runtime:
         from bot.telegram.app import TelegramStartError, build_application, start_telegram
         from bot.telegram.notifier import TelegramNotifier
 
-        app = build_application(self.settings.telegram, self.store, self.clock)
+        app = build_application(self.settings.telegram, self.store, self.clock, service=self)
         try:
             await start_telegram(app)
         except TelegramStartError as exc:
@@ -242,6 +242,24 @@ class Runtime:
         if self._store is not None:
             await self._store.release_claims(self.worker_id)
             await self._store.close()
+
+    def rule_set(self) -> RuleSet:
+        """The rules running now (the `Service` protocol, for chat commands)."""
+        return self.rules
+
+    def now(self) -> datetime:
+        """The runtime clock (the `Service` protocol)."""
+        return self.clock()
+
+    async def reload(self) -> tuple[bool, list[str]]:
+        """Load the rule files now (/reload); a set with issues is refused and the old one kept."""
+        loaded = load_rules(self.settings.rules.dir)
+        if loaded.issues:
+            return False, [str(issue) for issue in loaded.issues]
+        self.rules = loaded
+        log.info("rules reloaded on request: %d rule(s)", len(loaded.rules))
+        await self.tick()
+        return True, []
 
 
 async def run(settings: Settings, stop: asyncio.Event, clock: Clock = system_clock) -> None:

@@ -109,3 +109,30 @@ async def test_repeat_reminds_while_firing_and_not_more_often(tmp_path: Path) ->
         assert soon.transitions == ()
     finally:
         await store.close()
+
+
+async def test_chat_filters_choose_which_rules_reach_a_chat(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    rules = load_rules(ROOT / "rules")
+    try:
+        for chat in (1, 2, 3, 4):
+            await store.subscribe(chat, ChatKind.PRIVATE, str(chat), NOW)
+        await store.set_filter("2", ["tag:etf"])  # not extreme-fear's tag
+        await store.set_filter("3", ["tag:sentiment"])
+        await store.set_filter("4", ["btc-funding-negative", "extreme-fear"])
+        await store.upsert_observations([fg(0, 30)])
+        await evaluate_series(store, rules, {"fear_greed"}, NOW)
+        await store.upsert_observations([fg(1, 15)])
+        await evaluate_series(store, rules, {"fear_greed"}, NOW)
+        fired = await store.claim_outbox("w", NOW + timedelta(minutes=1))
+        assert sorted(i.chat_id for i in fired) == ["1", "3", "4"]
+        for item in fired:
+            await store.mark_sent(item.id, 7, NOW)
+        await store.set_filter("3", ["tag:etf"])  # told it fired: still told it resolved
+        await store.upsert_observations([fg(2, 40)])
+        later = NOW + timedelta(hours=1)
+        await evaluate_series(store, rules, {"fear_greed"}, later)
+        resolved = await store.claim_outbox("w", later + timedelta(minutes=1))
+        assert sorted(i.chat_id for i in resolved) == ["1", "3", "4"]
+    finally:
+        await store.close()

@@ -479,3 +479,28 @@ async def test_a_claim_older_than_the_lease_is_taken_over(store: SqlStore) -> No
     assert await store.claim_outbox("alive", T0 + timedelta(minutes=5)) == []
     taken = await store.claim_outbox("alive", T0 + timedelta(minutes=11))
     assert [i.chat_id for i in taken] == ["1"]
+
+
+# chat filters -----------------------------------------------------------------------------------
+async def test_set_filter_replaces_and_empty_clears(store: SqlStore) -> None:
+    await store.set_filter("42", ["tag:etf", "extreme-fear", "tag:etf"])
+    await store.set_filter("7", ["tag:health"])
+    assert await store.filters() == {"42": {"tag:etf", "extreme-fear"}, "7": {"tag:health"}}
+    await store.set_filter("42", [])
+    assert await store.filters() == {"7": {"tag:health"}}
+
+
+async def test_migration_4_adds_chat_filters_to_a_version_3_database(store: SqlStore) -> None:
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda c: db.chat_filters.drop(c))
+        await conn.execute(update(db.schema_version).values(version=3))
+    assert await store.migrate() == migrations.newest_version()
+    await store.set_filter("1", ["all-good"])
+    assert await store.filters() == {"1": {"all-good"}}
+
+
+async def test_filters_follow_a_migrated_group(store: SqlStore) -> None:
+    await store.subscribe(-500, ChatKind.GROUP, "g", T0)
+    await store.set_filter("-500", ["tag:etf"])
+    await store.move_subscription(-500, -1001)
+    assert await store.filters() == {"-1001": {"tag:etf"}}

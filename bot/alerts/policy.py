@@ -24,8 +24,17 @@ class Plan:
 
 def muted(chat_mutes: dict[str, datetime], rule: AnyRule | None, rule_id: str) -> bool:
     """A chat muted everything, this rule, or one of its tags."""
-    targets = {"all", rule_id} | {f"tag:{t}" for t in (rule.tags if rule else [])}
-    return any(t in chat_mutes for t in targets)
+    return any(t in chat_mutes for t in targets(rule, rule_id) | {"all"})
+
+
+def targets(rule: AnyRule | None, rule_id: str) -> set[str]:
+    """What a mute or a filter may name to mean this rule: its id and its tags."""
+    return {rule_id} | {f"tag:{t}" for t in (rule.tags if rule else [])}
+
+
+def wanted(chat_filter: set[str] | None, rule: AnyRule | None, rule_id: str) -> bool:
+    """A chat without a filter wants everything; with one, only the rules and tags it names."""
+    return not chat_filter or not chat_filter.isdisjoint(targets(rule, rule_id))
 
 
 def storm_notice(name: str, limit: int) -> str:
@@ -46,9 +55,12 @@ async def plan(
     """Decide, per transition and chat, whether to send, skip, or send the storm notice.
 
     A resolve or reminder goes only to chats that were told the alert fired; muted chats are
-    skipped; the `storm_limit + 1`-th message of a rule in an hour becomes a notice and a mute.
+    skipped, and so are chats whose filter does not name the rule or its tags (except for the
+    follow-ups of an alert they were told about); the `storm_limit + 1`-th message of a rule in
+    an hour becomes a notice and a mute.
     """
     mutes = await store.mutes(now)
+    filters = await store.filters()
     out = Plan()
     counts: dict[str, dict[str, int]] = {}
     told: dict[str, dict[str, datetime]] = {}
@@ -64,6 +76,8 @@ async def plan(
             if muted(mutes.get(chat, {}), rule, rid):
                 continue
             fired = transition.fired_at
+            if not follow_up and not wanted(filters.get(chat), rule, rid):
+                continue
             if follow_up and (chat not in told[rid] or (fired and told[rid][chat] < fired)):
                 continue
             sent = counts[rid].get(chat, 0)

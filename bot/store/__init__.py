@@ -15,6 +15,7 @@ from bot.model import (
     Subscription,
     Transition,
 )
+from bot.notify.schedule import DigestSchedule
 
 
 class Store(Protocol):
@@ -82,6 +83,14 @@ class Store(Protocol):
         """Active mutes: chat id → target → until."""
         ...
 
+    async def set_filter(self, chat_id: str, targets: Sequence[str]) -> None:
+        """Replace a chat's filter (rule ids, `tag:<tag>`); empty means every alert."""
+        ...
+
+    async def filters(self) -> dict[str, set[str]]:
+        """Chats with a filter: chat id → the rule ids and `tag:<tag>` it receives."""
+        ...
+
     async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
         """Messages enqueued per chat for a rule since a moment."""
         ...
@@ -96,6 +105,35 @@ class Store(Protocol):
 
     async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
         """Return subscriptions, ordered by chat id."""
+        ...
+
+    # daily digest schedule (design §6) --------------------------------------------------------
+    async def digest_schedule(self, chat_id: int) -> DigestSchedule | None:
+        """A chat's digest time, zone and next due moment; None if it never subscribed."""
+        ...
+
+    async def set_digest(
+        self, chat_id: int, time: str | None, timezone: str | None, next_at: datetime | None
+    ) -> bool:
+        """Store a chat's digest settings and next due moment; False if the chat has no row."""
+        ...
+
+    async def schedule_new_digests(
+        self, time: str, timezone: str, now: datetime, *, with_channels: bool = False
+    ) -> int:
+        """Give active chats without a schedule the default one (once, by compare-and-set)."""
+        ...
+
+    async def claim_due_digests(self, now: datetime) -> list[DigestSchedule]:
+        """Take due digests by moving `next_at` to the next local day, compare-and-set on the old.
+
+        Two workers or a restart never take the same digest twice; one missed while the bot was
+        down is returned once, not once per missed day.
+        """
+        ...
+
+    async def release_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
+        """Make a claimed digest due again (delivery failed), unless the chat changed it since."""
         ...
 
     # alert state and transitions ----------------------------------------------------------------

@@ -55,10 +55,18 @@ def _mutes(conn: Connection) -> None:
     mutes.create(conn, checkfirst=True)
 
 
+def _chat_filters(conn: Connection) -> None:
+    """Version 4: per-chat subscription filters (rule ids and tags chosen with /subscribe)."""
+    from bot.store.schema import chat_filters
+
+    chat_filters.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create all tables", _create_all),
     Migration(2, "alert_states.detail", _alert_state_detail),
     Migration(3, "mutes", _mutes),
+    Migration(4, "chat_filters", _chat_filters),
 )
 
 

@@ -121,6 +121,13 @@ mutes = Table(
     Column("reason", Text, nullable=False, default=""),
 )
 
+chat_filters = Table(
+    "chat_filters",
+    metadata,
+    Column("chat_id", Text, primary_key=True),
+    Column("target", Text, primary_key=True),  # a rule id or "tag:<tag>"; no rows = everything
+)
+
 source_health = Table(
     "source_health",
     metadata,

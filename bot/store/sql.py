@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.model import (
     AlertState,
@@ -42,6 +42,7 @@ from bot.model import (
     system_clock,
     to_epoch,
 )
+from bot.notify.schedule import CHANNELS_ROW, OFF, DigestSchedule, next_digest_at, zone
 from bot.store import migrations
 from bot.store import schema as db
 
@@ -226,7 +227,7 @@ class SqlStore:
         stmt = (
             update(t)
             .where(t.c.chat_id == chat_id, t.c.active.is_(True))
-            .values(active=False, updated_at=to_epoch(self._clock()))
+            .values(active=False, updated_at=to_epoch(self._clock()), next_digest_at=None)
         )
         return await self._write(stmt) == 1
 
@@ -243,9 +244,12 @@ class SqlStore:
                 await conn.execute(
                     update(t).where(t.c.chat_id == old_chat_id).values(chat_id=new_chat_id)
                 )
-            await conn.execute(
-                update(m).where(m.c.chat_id == str(old_chat_id)).values(chat_id=str(new_chat_id))
-            )
+            for table in (m, db.chat_filters):
+                await conn.execute(
+                    update(table)
+                    .where(table.c.chat_id == str(old_chat_id))
+                    .values(chat_id=str(new_chat_id))
+                )
             moved = await conn.execute(
                 update(db.outbox)
                 .where(db.outbox.c.chat_id == str(old_chat_id), db.outbox.c.status == PENDING)
@@ -274,6 +278,22 @@ class SqlStore:
         out: dict[str, dict[str, datetime]] = {}
         for r in rows:
             out.setdefault(r.chat_id, {})[r.target] = from_epoch(r.until)
+        return out
+
+    async def set_filter(self, chat_id: str, targets: Sequence[str]) -> None:
+        """Replace a chat's filter in one transaction; no targets means every alert."""
+        f = db.chat_filters
+        rows = [{"chat_id": chat_id, "target": t} for t in dict.fromkeys(targets)]
+        async with self._writer.begin() as conn:
+            await conn.execute(delete(f).where(f.c.chat_id == chat_id))
+            if rows:
+                await conn.execute(insert(f), rows)
+
+    async def filters(self) -> dict[str, set[str]]:
+        """Chats with a filter: chat id → the rule ids and `tag:<tag>` it receives."""
+        out: dict[str, set[str]] = {}
+        for r in await self._fetch(select(db.chat_filters)):
+            out.setdefault(r.chat_id, set()).add(r.target)
         return out
 
     async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
@@ -314,6 +334,106 @@ class SqlStore:
             )
             for r in rows
         ]
+
+    # daily digest schedule (design §6) --------------------------------------------------------
+    async def digest_schedule(self, chat_id: int) -> DigestSchedule | None:
+        """A chat's digest time, zone and next due moment; None if it never subscribed."""
+        t = db.subscriptions
+        rows = await self._fetch(select(t).where(t.c.chat_id == chat_id))
+        return _schedule(rows[0]) if rows else None
+
+    async def set_digest(
+        self, chat_id: int, time: str | None, timezone: str | None, next_at: datetime | None
+    ) -> bool:
+        """Store a chat's digest settings and next due moment; False if the chat has no row."""
+        t = db.subscriptions
+        values = {"digest_time": time, "timezone": timezone, "next_digest_at": _epoch(next_at)}
+        return await self._write(update(t).where(t.c.chat_id == chat_id).values(**values)) == 1
+
+    async def schedule_new_digests(
+        self, time: str, timezone: str, now: datetime, *, with_channels: bool = False
+    ) -> int:
+        """Give active chats without a schedule the default one (once, by compare-and-set).
+
+        `with_channels` keeps the channels' row (chat id 0, inactive so no alert goes to it)
+        at the default time.
+        """
+        t = db.subscriptions
+        async with self._writer.begin() as conn:
+            if with_channels:
+                await self._keep_channels_row(conn, time, timezone, now)
+            wanted = or_(t.c.active.is_(True), t.c.chat_id == CHANNELS_ROW)
+            unset = and_(
+                t.c.next_digest_at.is_(None), or_(t.c.digest_time.is_(None), t.c.digest_time != OFF)
+            )
+            rows = (await conn.execute(select(t).where(wanted, unset))).all()
+            done = 0
+            for r in rows:
+                hhmm, tz = r.digest_time or time, _zone_or(r.timezone, timezone)
+                values = {
+                    "digest_time": hhmm,
+                    "timezone": tz,
+                    "next_digest_at": to_epoch(next_digest_at(hhmm, tz, now)),
+                }
+                stmt = update(t).where(t.c.chat_id == r.chat_id, t.c.next_digest_at.is_(None))
+                done += (await conn.execute(stmt.values(**values))).rowcount
+        return done
+
+    async def _keep_channels_row(
+        self, conn: AsyncConnection, time: str, timezone: str, now: datetime
+    ) -> None:
+        """Create the channels' schedule row, or move it when the default time changed."""
+        t, at = db.subscriptions, to_epoch(now)
+        row = {
+            "chat_id": CHANNELS_ROW,
+            "kind": str(ChatKind.CHANNEL),
+            "title": "telegram.channels",
+            "active": False,
+            "created_at": at,
+            "updated_at": at,
+        }
+        await conn.execute(self._upsert(t).values(**row).on_conflict_do_nothing())
+        moved = or_(
+            t.c.digest_time.is_(None),
+            t.c.digest_time != time,
+            t.c.timezone.is_(None),
+            t.c.timezone != timezone,
+        )
+        values = {
+            "digest_time": time,
+            "timezone": timezone,
+            "next_digest_at": to_epoch(next_digest_at(time, timezone, now)),
+        }
+        await conn.execute(update(t).where(t.c.chat_id == CHANNELS_ROW, moved).values(**values))
+
+    async def claim_due_digests(self, now: datetime) -> list[DigestSchedule]:
+        """Take due digests by moving `next_at` to the next local day, compare-and-set on the old.
+
+        The returned schedules carry the new `next_at`; a digest missed while the bot was down
+        is returned once, and two workers never both win the same row.
+        """
+        t, at = db.subscriptions, to_epoch(now)
+        wanted = or_(t.c.active.is_(True), t.c.chat_id == CHANNELS_ROW)
+        due = select(t).where(wanted, t.c.next_digest_at <= at, t.c.digest_time != OFF)
+        claimed: list[DigestSchedule] = []
+        async with self._writer.begin() as conn:
+            for r in (await conn.execute(due.order_by(t.c.chat_id))).all():
+                tz = _zone_or(r.timezone, "UTC")
+                later = next_digest_at(r.digest_time, tz, now)
+                stmt = update(t).where(
+                    t.c.chat_id == r.chat_id, t.c.next_digest_at == r.next_digest_at
+                )
+                if (await conn.execute(stmt.values(next_digest_at=to_epoch(later)))).rowcount == 1:
+                    claimed.append(DigestSchedule(r.chat_id, r.digest_time, tz, later))
+        return claimed
+
+    async def release_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
+        """Make a claimed digest due again (delivery failed), unless the chat changed it since."""
+        t = db.subscriptions
+        stmt = update(t).where(
+            t.c.chat_id == claimed.chat_id, t.c.next_digest_at == _epoch(claimed.next_at)
+        )
+        return await self._write(stmt.values(next_digest_at=to_epoch(now))) == 1
 
     # alert state and transitions ----------------------------------------------------------------
     async def alert_states(self) -> dict[str, AlertState]:
@@ -507,6 +627,15 @@ class SqlStore:
             failures=health.failures,
         )
         await self._write(stmt)
+
+
+def _schedule(r: Any) -> DigestSchedule:
+    return DigestSchedule(r.chat_id, r.digest_time, r.timezone, _when(r.next_digest_at))
+
+
+def _zone_or(name: str | None, fallback: str) -> str:
+    """A stored zone that no longer exists (tzdata changed) falls back rather than failing."""
+    return name if name and zone(name) is not None else fallback
 
 
 def _state_row(state: AlertState, at: int) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
-from telegram.constants import ChatMemberStatus, ParseMode
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
     CallbackContext,
+    CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     Defaults,
@@ -30,9 +31,18 @@ from telegram.ext import (
 )
 
 from bot.config import TelegramSettings
-from bot.model import Clock
+from bot.model import ChatKind, Clock
+from bot.service import Service
 from bot.store import Store
-from bot.telegram.commands import COMMANDS, Command, CommandContext, run_command, unknown_command
+from bot.telegram.commands import (
+    COMMANDS,
+    Command,
+    CommandContext,
+    allowed,
+    on_callback,
+    run_command,
+    unknown_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,7 @@ ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
 """What we ask `getUpdates` for; add a type here when a handler for it is added."""
 _WIRING = "stablewatch.wiring"
 _GONE = (ChatMemberStatus.LEFT, ChatMemberStatus.BANNED)
+_PRESENT = (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR)
 
 
 class TelegramStartError(Exception):
@@ -61,6 +72,7 @@ class _Wiring:
     store: Store
     clock: Clock
     commands: tuple[Command, ...]
+    service: Service | None = None
 
     def context(self, context: Context) -> CommandContext:
         return CommandContext(
@@ -70,6 +82,7 @@ class _Wiring:
             context.bot,
             tuple(context.args or ()),
             self.commands,
+            self.service,
         )
 
 
@@ -85,6 +98,7 @@ def build_application(
     clock: Clock,
     *,
     commands: tuple[Command, ...] = COMMANDS,
+    service: Service | None = None,
 ) -> TelegramApp:
     """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults."""
     app: TelegramApp = (
@@ -102,12 +116,13 @@ def build_application(
         )
         .build()
     )
-    wiring = _Wiring(settings, store, clock, commands)
+    wiring = _Wiring(settings, store, clock, commands, service)
     app.bot_data[_WIRING] = wiring
     only_new = filters.UpdateType.MESSAGE  # an edited "/stop" must not run again
     for command in commands:
         app.add_handler(CommandHandler(command.name, _command_callback(command), only_new))
     app.add_handler(MessageHandler(filters.COMMAND & only_new, _on_unknown_command))
+    app.add_handler(CallbackQueryHandler(_on_callback))
     app.add_handler(ChatMemberHandler(_on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_error_handler(_on_error)
     return app
@@ -127,13 +142,31 @@ async def _on_unknown_command(update: Update, context: Context) -> None:
     await unknown_command(update, _wiring(context.bot_data).context(context))
 
 
+async def _on_callback(update: Update, context: Context) -> None:
+    """An inline button (the /subscribe and /unsubscribe keyboards)."""
+    await on_callback(update, _wiring(context.bot_data).context(context))
+
+
 async def _on_my_chat_member(update: Update, context: Context) -> None:
-    """Stop alerting a chat that removed or blocked the bot; rejoining needs a new /start."""
-    change = update.my_chat_member
-    if change is None or change.new_chat_member.status not in _GONE:
+    """Unsubscribe a chat that removed or blocked the bot; subscribe a group or channel adding it.
+
+    Private chats subscribe with /start only: unblocking the bot is not asking for alerts.
+    """
+    change, wiring = update.my_chat_member, _wiring(context.bot_data)
+    if change is None:
         return
-    if await _wiring(context.bot_data).store.unsubscribe(change.chat.id):
-        log.info("telegram: chat %s removed the bot; unsubscribed it", change.chat.id)
+    chat, status = change.chat, change.new_chat_member.status
+    if status in _GONE:
+        if await wiring.store.unsubscribe(chat.id):
+            log.info("telegram: chat %s removed the bot; unsubscribed it", chat.id)
+        return
+    if status not in _PRESENT or chat.type == ChatType.PRIVATE:
+        return
+    if change.old_chat_member.status in _PRESENT or not allowed(update, wiring.settings):
+        return  # a promotion, or a chat not on the allowlist
+    kind = ChatKind(str(chat.type))
+    if await wiring.store.subscribe(chat.id, kind, chat.effective_name or "", wiring.clock()):
+        log.info("telegram: added to %s %s; subscribed it", kind.value, chat.id)
 
 
 async def _on_error(update: object, context: Context) -> None:

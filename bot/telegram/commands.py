@@ -6,14 +6,28 @@ import html
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from telegram import Bot, LinkPreviewOptions, Message, Update
+from telegram import Bot, Chat, InlineKeyboardMarkup, LinkPreviewOptions, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, MessageEntityType, ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 
 from bot.config import TelegramSettings
+from bot.durations import format_duration
+from bot.engine.rules import RuleSet
 from bot.model import ChatKind, Clock
+from bot.service import Service
+from bot.status import source_statuses
 from bot.store import Store
+from bot.telegram import views
+from bot.telegram.args import (
+    Usage,
+    known_targets,
+    parse_history,
+    parse_mute,
+    parse_targets,
+    parse_unmute,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,15 @@ class CommandContext:
     bot: Bot
     args: tuple[str, ...]
     commands: tuple[Command, ...]
+    service: Service | None = None
+
+    def rules(self) -> RuleSet:
+        """The live rules; none without a running bot (unit tests, the console)."""
+        return self.service.rule_set() if self.service is not None else RuleSet()
+
+    def now(self) -> datetime:
+        """The runtime's time when there is one, else the context clock."""
+        return self.service.now() if self.service is not None else self.clock()
 
 
 Handler = Callable[[Update, CommandContext], Awaitable[None]]
@@ -51,11 +74,16 @@ class Command:
     chat_admin_only: bool = False
 
 
-async def reply(update: Update, text: str) -> None:
+async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
     """Answer in the chat the update came from, as HTML without link previews."""
     message = update.effective_message
     if message is not None:
-        await message.reply_text(text, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW)
+        await message.reply_text(
+            text,
+            parse_mode=ParseMode.HTML,
+            link_preview_options=_NO_PREVIEW,
+            reply_markup=markup,
+        )
 
 
 def is_bot_admin(update: Update, settings: TelegramSettings) -> bool:
@@ -85,6 +113,14 @@ async def is_chat_admin(update: Update, ctx: CommandContext) -> bool:
 
 async def run_command(command: Command, update: Update, ctx: CommandContext) -> None:
     """Apply the command's access rules, then run it."""
+    if not allowed(update, ctx.settings):
+        chat_id = update.effective_chat.id if update.effective_chat else "?"
+        await reply(
+            update,
+            f"Sorry, this Stablewatch bot is private: chat <code>{chat_id}</code> is not on "
+            "its allowlist.",
+        )
+        return
     if command.admin_only and not is_bot_admin(update, ctx.settings):
         await reply(update, f"Sorry, /{command.name} is only for this bot's admins.")
         return
@@ -94,7 +130,7 @@ async def run_command(command: Command, update: Update, ctx: CommandContext) -> 
     await command.handler(update, ctx)
 
 
-def _allowed(update: Update, settings: TelegramSettings) -> bool:
+def allowed(update: Update, settings: TelegramSettings) -> bool:
     """Under `access = "allowlist"`, only listed chats (and bot admins' own chats) may subscribe."""
     chat = update.effective_chat
     if settings.access == "open" or chat is None:
@@ -108,13 +144,6 @@ async def start(update: Update, ctx: CommandContext) -> None:
     """Subscribe this chat and say what the bot does."""
     chat = update.effective_chat
     if chat is None:
-        return
-    if not _allowed(update, ctx.settings):
-        await reply(
-            update,
-            f"Sorry, this Stablewatch bot is private: chat <code>{chat.id}</code> is not on "
-            "its allowlist.",
-        )
         return
     kind = ChatKind(str(chat.type))
     fresh = await ctx.store.subscribe(chat.id, kind, chat.effective_name or "", ctx.clock())
@@ -178,9 +207,192 @@ async def unknown_command(update: Update, ctx: CommandContext) -> None:
     await reply(update, f"I don't know {shown}. /help lists what I can do.")
 
 
+def _kind(chat: Chat) -> ChatKind:
+    """Our name for a Telegram chat type."""
+    return ChatKind(str(chat.type))
+
+
+async def _chat_filter(ctx: CommandContext, chat: Chat) -> set[str]:
+    """The chat's current filter; empty means every alert."""
+    return (await ctx.store.filters()).get(str(chat.id), set())
+
+
+async def save_choice(ctx: CommandContext, chat: Chat, chosen: set[str] | None) -> str:
+    """Store a chat's new filter (subscribing it), or unsubscribe it; say what it gets now."""
+    await ctx.store.set_filter(str(chat.id), sorted(chosen or ()))
+    if chosen is None:
+        await ctx.store.unsubscribe(chat.id)
+        return "🔕 Unsubscribed: no more alerts here. /start subscribes again."
+    await ctx.store.subscribe(chat.id, _kind(chat), chat.effective_name or "", ctx.clock())
+    return f"✅ {views.filter_text(chosen)}"
+
+
+async def subscribe_command(update: Update, ctx: CommandContext) -> None:
+    """Narrow (or widen) what this chat receives: typed targets, or buttons without arguments."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    rules = ctx.rules()
+    parsed = parse_targets(ctx.args, rules, "subscribe")
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    current = await _chat_filter(ctx, chat)
+    if parsed:
+        for target in parsed:
+            current = views.choose(current, target)
+        await reply(update, await save_choice(ctx, chat, current))
+        return
+    markup = views.keyboard(views.SUBSCRIBE, known_targets(rules), current)
+    text = f'{views.filter_text(current)}\nPick a tag or rule to receive ("everything" resets).'
+    await reply(update, text, markup)
+
+
+async def unsubscribe_command(update: Update, ctx: CommandContext) -> None:
+    """Stop receiving some rules or tags: typed targets, or buttons without arguments."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    rules = ctx.rules()
+    parsed = parse_targets(ctx.args, rules, "unsubscribe")
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    current: set[str] | None = await _chat_filter(ctx, chat)
+    if parsed:
+        for target in parsed:
+            current = views.drop(current, target, rules) if current is not None else None
+        await reply(update, await save_choice(ctx, chat, current))
+        return
+    shown = sorted(current) if current else known_targets(rules)
+    markup = views.keyboard(views.UNSUBSCRIBE, shown, set())
+    text = f'{views.filter_text(current or ())}\nPick what to stop ("everything" = /stop).'
+    await reply(update, text, markup)
+
+
+def _choice(action: str, target: str, current: set[str], rules: RuleSet) -> set[str] | None:
+    """The filter after pressing a /subscribe or /unsubscribe button."""
+    if action == views.SUBSCRIBE:
+        return views.choose(current, target)
+    return views.drop(current, target, rules)
+
+
+async def on_callback(update: Update, ctx: CommandContext) -> None:
+    """A /subscribe or /unsubscribe button: same access rules as typing the command."""
+    query, chat = update.callback_query, update.effective_chat
+    if query is None or chat is None:
+        return
+    action, _, target = (query.data or "").partition(":")
+    rules = ctx.rules()
+    if action not in (views.SUBSCRIBE, views.UNSUBSCRIBE) or (
+        target != "all" and target not in known_targets(rules)
+    ):
+        await query.answer("That button is out of date; send the command again.")
+        return
+    if not allowed(update, ctx.settings) or not await is_chat_admin(update, ctx):
+        await query.answer("Only this group's admins can change its alerts.", show_alert=True)
+        return
+    chosen = _choice(action, target, await _chat_filter(ctx, chat), rules)
+    text = await save_choice(ctx, chat, chosen)
+    await query.answer()
+    markup = views.keyboard(action, known_targets(rules), chosen or set())
+    try:
+        await query.edit_message_text(text, reply_markup=markup if chosen is not None else None)
+    except BadRequest as exc:  # "message is not modified" when the same button is pressed twice
+        log.info("telegram: keyboard not updated: %s", exc.message)
+
+
+async def rules_command(update: Update, ctx: CommandContext) -> None:
+    """Each rule with its state and since when."""
+    states = await ctx.store.alert_states()
+    await reply(update, views.rules_text(ctx.rules(), states, ctx.now()))
+
+
+async def status_command(update: Update, ctx: CommandContext) -> None:
+    """Source health: last success, freshness, last error."""
+    if ctx.service is None:
+        await reply(update, "Source status is only available from the running bot.")
+        return
+    health = await ctx.store.source_health()
+    statuses = source_statuses(health, ctx.service.settings, ctx.now())
+    await reply(update, views.status_text(statuses))
+
+
+async def mute_command(update: Update, ctx: CommandContext) -> None:
+    """Silence a rule, a tag or everything in this chat for a while."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    parsed = parse_mute(ctx.args, ctx.rules())
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    until = ctx.now() + parsed.duration
+    await ctx.store.mute(str(chat.id), parsed.target, until, "/mute")
+    await reply(
+        update,
+        f"🔇 Muted <code>{html.escape(parsed.target)}</code> here for "
+        f"{format_duration(parsed.duration)} (until {until:%Y-%m-%d %H:%M} UTC). /unmute lifts it.",
+    )
+
+
+async def unmute_command(update: Update, ctx: CommandContext) -> None:
+    """Lift one mute, or every mute of this chat."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    muted = (await ctx.store.mutes(ctx.now())).get(str(chat.id), {})
+    parsed = parse_unmute(ctx.args, ctx.rules(), set(muted))
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    lifted = await ctx.store.unmute(str(chat.id), parsed)
+    await reply(update, f"🔔 Lifted {lifted} mute(s)." if lifted else "Nothing was muted.")
+
+
+async def history_command(update: Update, ctx: CommandContext) -> None:
+    """The most recent alert transitions."""
+    count = parse_history(ctx.args)
+    if isinstance(count, Usage):
+        await reply(update, count.text)
+        return
+    transitions = await ctx.store.transitions(limit=count)
+    await reply(update, views.history_text(transitions, ctx.rules()))
+
+
+async def reload_command(update: Update, ctx: CommandContext) -> None:
+    """Reload the rule files now and say what was wrong if they were refused."""
+    if ctx.service is None:
+        await reply(update, "Reloading is only available from the running bot.")
+        return
+    accepted, problems = await ctx.service.reload()
+    if accepted:
+        await reply(update, f"✅ Rules reloaded: {len(ctx.service.rule_set().rules)} rule(s).")
+        return
+    detail = html.escape("\n".join(problems)[:3000])
+    await reply(update, f"⚠️ Not reloaded; the previous rules keep running.\n<pre>{detail}</pre>")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("start", "subscribe this chat to alerts", start, chat_admin_only=True),
     Command("stop", "unsubscribe this chat", stop, chat_admin_only=True),
     Command("help", "list the commands", help_command),
+    Command(
+        "subscribe",
+        "choose the rules or tags this chat receives",
+        subscribe_command,
+        chat_admin_only=True,
+    ),
+    Command(
+        "unsubscribe", "stop some rules or tags here", unsubscribe_command, chat_admin_only=True
+    ),
+    Command("rules", "every rule and its state", rules_command),
+    Command("status", "data sources: last success, freshness, errors", status_command),
+    Command(
+        "mute", "RULE|TAG|all DURATION — silence alerts here", mute_command, chat_admin_only=True
+    ),
+    Command("unmute", "[RULE|TAG|all] — lift mutes", unmute_command, chat_admin_only=True),
+    Command("history", "[N] — the most recent alerts", history_command),
+    Command("reload", "reload the rule files now", reload_command, admin_only=True),
 )
 """The registry; `/help` and the Telegram command menu are generated from it."""
