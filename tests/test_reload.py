@@ -123,3 +123,27 @@ async def test_interval_jobs_run_without_an_explicit_first_run() -> None:
             await ran.wait()
     finally:
         await scheduler.stop()
+
+
+async def test_reload_on_request_refuses_a_broken_set(tmp_path: Path, clock: SteppingClock) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(FEAR, rules / "sentiment.yaml")
+    async with FakeSource() as src:
+        src.route("GET", "/fng/", body=fng(40, datetime(2025, 11, 1, tzinfo=UTC)))
+        runtime = Runtime(settings_for(tmp_path, src, rules), clock, console=io.StringIO())
+        await runtime.start()
+        try:
+            (rules / "extra.yaml").write_text(
+                "rules:\n  - id: x\n    series: y\n    condition: {above: z}\n"
+            )
+            ok, problems = await runtime.reload()
+            assert not ok and "condition.above" in problems[0]
+            assert [r.id for r in runtime.rule_set().rules] == ["extreme-fear"]
+            (rules / "extra.yaml").write_text(
+                "rules:\n  - id: x\n    series: y\n    condition: {above: 1}\n"
+            )
+            assert await runtime.reload() == (True, [])
+            assert {r.id for r in runtime.rule_set().rules} == {"extreme-fear", "x"}
+        finally:
+            await runtime.stop()
