@@ -1,0 +1,101 @@
+"""The digest scorecard on real market data, its DST-correct schedule and restart-safe claims."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bot.model import ChatKind
+from bot.notify.chart import render_chart, render_series_chart
+from bot.notify.digest import AssetData, DigestData, build_digest, render_digest
+from bot.notify.schedule import next_digest_at, parse_hhmm, zone
+from tests.store_backends import make_sqlite_store
+
+MARKET = Path(__file__).parent / "fixtures" / "market"
+NOV21 = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)
+
+
+def points(name: str, series: str, until: datetime) -> tuple[tuple[datetime, float], ...]:
+    out = []
+    with (MARKET / name).open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            ts = datetime.fromisoformat(row["ts"].replace("Z", "+00:00"))
+            ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+            if row["series"] == series and ts <= until:
+                out.append((ts, float(row["value"])))
+    return tuple(out)
+
+
+def etf(asset: str, until: datetime = NOV21) -> tuple[tuple[datetime, float], ...]:
+    return points("etf_flows_2025-10_2025-11.csv", f"etf.{asset}.net_flow", until)[-30:]
+
+
+def test_btc_etf_scorecard_on_2025_11_21() -> None:
+    d = build_digest(DigestData((AssetData("btc", etf("btc")),)), NOV21, "Europe/Berlin")
+    line = d.etf[0]
+    assert round(line.five_days / 1e6, 1) == -1216.8
+    assert line.sign_changes == 4 and line.streak == 1
+    text = render_digest(d)
+    assert "−$1.22B" in text and "two-way, 4 sign changes" in text
+    assert "Futures</b>\nno data yet" in text and "Fear &amp; Greed: no data yet" in text
+
+
+def test_outflow_streak_is_one_way_and_counted() -> None:
+    nov18 = datetime(2025, 11, 18, 23, 0, tzinfo=UTC)
+    funding = points("funding_btc_binance_2025-10.csv", "funding.btc.binance", NOV21)
+    fg = points("fear_greed_2025-10.csv", "fear_greed", NOV21)
+    data = DigestData((AssetData("btc", etf("btc", nov18)[-5:], funding),), fg)
+    text = render_digest(build_digest(data, nov18, "UTC"))
+    assert "outflows, 5th day in a row" in text and "last 5 sessions one-way" in text
+    assert "Fear &amp; Greed <b>29</b> (fear)" in text
+
+
+def test_everything_missing_renders_no_data() -> None:
+    text = render_digest(build_digest(DigestData(()), NOV21, "UTC"))
+    assert text.count("no data yet") == 3 and "none" in text
+
+
+def test_charts_are_png() -> None:
+    data = DigestData((AssetData("btc", etf("btc")),))
+    assert render_chart(data, NOV21).startswith(b"\x89PNG")
+    assert render_series_chart("etf.btc.net_flow", etf("btc"), "30d").startswith(b"\x89PNG")
+
+
+def test_next_digest_across_berlin_dst_end() -> None:
+    before = datetime(2025, 10, 25, 6, 0, tzinfo=UTC)  # 08:00 CEST
+    assert next_digest_at("08:00", "Europe/Berlin", before) == datetime(
+        2025, 10, 26, 7, 0, tzinfo=UTC
+    )  # 08:00 CET
+    assert next_digest_at("08:00", "UTC", before) == datetime(2025, 10, 25, 8, 0, tzinfo=UTC)
+
+
+def test_user_input_is_checked() -> None:
+    assert parse_hhmm("7:30") == "07:30" and parse_hhmm("24:00") is None
+    assert zone("Europe/Berlin") is not None
+    assert zone("bad/zone") is None and zone("../../etc/passwd") is None
+
+
+async def test_claims_never_twice_never_skipped(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    other = await make_sqlite_store(tmp_path)  # a second worker on the same database
+    try:
+        start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+        await store.subscribe(7, ChatKind.PRIVATE, "", start)
+        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 1
+        assert await store.claim_due_digests(start) == []
+        due = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)  # 08:00 CET
+        got = await asyncio.gather(store.claim_due_digests(due), other.claim_due_digests(due))
+        assert sorted(len(g) for g in got) == [0, 1]
+        # down for three days: one digest on restart, then back to the daily time
+        later = due + timedelta(days=3, hours=2)
+        claimed = await other.claim_due_digests(later)
+        assert [c.chat_id for c in claimed] == [7]
+        assert claimed[0].next_at == datetime(2025, 11, 6, 7, 0, tzinfo=UTC)
+        assert await store.claim_due_digests(later) == []
+        assert await store.release_digest(claimed[0], later)  # delivery failed: due again
+        assert len(await store.claim_due_digests(later)) == 1
+    finally:
+        await store.close()
+        await other.close()
