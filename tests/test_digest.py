@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.model import ChatKind
 from bot.notify.chart import render_chart, render_series_chart
 from bot.notify.digest import AssetData, DigestData, build_digest, render_digest
 from bot.notify.schedule import next_digest_at, parse_hhmm, zone
-from tests.store_backends import make_sqlite_store
 
 MARKET = Path(__file__).parent / "fixtures" / "market"
 NOV21 = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)
@@ -75,27 +72,3 @@ def test_user_input_is_checked() -> None:
     assert parse_hhmm("7:30") == "07:30" and parse_hhmm("24:00") is None
     assert zone("Europe/Berlin") is not None
     assert zone("bad/zone") is None and zone("../../etc/passwd") is None
-
-
-async def test_claims_never_twice_never_skipped(tmp_path: Path) -> None:
-    store = await make_sqlite_store(tmp_path)
-    other = await make_sqlite_store(tmp_path)  # a second worker on the same database
-    try:
-        start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
-        await store.subscribe(7, ChatKind.PRIVATE, "", start)
-        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 1
-        assert await store.claim_due_digests(start) == []
-        due = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)  # 08:00 CET
-        got = await asyncio.gather(store.claim_due_digests(due), other.claim_due_digests(due))
-        assert sorted(len(g) for g in got) == [0, 1]
-        # down for three days: one digest on restart, then back to the daily time
-        later = due + timedelta(days=3, hours=2)
-        claimed = await other.claim_due_digests(later)
-        assert [c.chat_id for c in claimed] == [7]
-        assert claimed[0].next_at == datetime(2025, 11, 6, 7, 0, tzinfo=UTC)
-        assert await store.claim_due_digests(later) == []
-        assert await store.release_digest(claimed[0], later)  # delivery failed: due again
-        assert len(await store.claim_due_digests(later)) == 1
-    finally:
-        await store.close()
-        await other.close()

@@ -19,6 +19,7 @@ from bot.model import (
     Transition,
     TransitionKind,
 )
+from bot.notify.schedule import DIGEST_LEASE, OFF
 from bot.store import migrations
 from bot.store import schema as db
 from bot.store.sql import SqlStore
@@ -504,3 +505,58 @@ async def test_filters_follow_a_migrated_group(store: SqlStore) -> None:
     await store.set_filter("-500", ["tag:etf"])
     await store.move_subscription(-500, -1001)
     assert await store.filters() == {"-1001": {"tag:etf"}}
+
+
+# daily digest claims (design §6) ------------------------------------------------------------------
+async def test_digest_claims_never_twice_never_skipped(db_url: str, store: SqlStore) -> None:
+    other = SqlStore(db_url)  # a second worker on the same database
+    try:
+        start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+        await store.subscribe(7, ChatKind.PRIVATE, "", start)
+        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 1
+        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 0
+        assert await store.claim_due_digests(start) == []
+        due = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)  # 08:00 CET
+        got = await asyncio.gather(store.claim_due_digests(due), other.claim_due_digests(due))
+        assert sorted(len(g) for g in got) == [0, 1]
+        won = next(g for g in got if g)[0]
+        assert won.next_at == due + DIGEST_LEASE
+        assert await store.finish_digest(won, due + timedelta(seconds=3))
+        # down for three days: one digest on restart, then back to the daily time
+        later = due + timedelta(days=3, hours=2)
+        claimed = await other.claim_due_digests(later)
+        assert [c.chat_id for c in claimed] == [7]
+        assert await store.claim_due_digests(later) == []
+        assert await store.release_digest(claimed[0], later)  # delivery failed: due again
+        again = await store.claim_due_digests(later + timedelta(minutes=1))
+        assert len(again) == 1
+        assert not await store.finish_digest(claimed[0], later)  # a stale claim changes nothing
+        assert await store.finish_digest(again[0], later)
+        schedule = await store.digest_schedule(7)
+        assert schedule is not None
+        assert schedule.next_at == datetime(2025, 11, 6, 7, 0, tzinfo=UTC)
+    finally:
+        await other.close()
+
+
+async def test_digest_claim_of_a_killed_sender_is_due_after_its_lease(store: SqlStore) -> None:
+    start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    for chat in (1, 2, 3):
+        await store.subscribe(chat, ChatKind.PRIVATE, "", start)
+    await store.schedule_new_digests("13:00", "UTC", start)
+    due = datetime(2025, 11, 1, 13, 0, tzinfo=UTC)
+    assert [c.chat_id for c in await store.claim_due_digests(due, limit=2)] == [1, 2]
+    # the sender dies without finishing: nothing is due until the lease ends, then both are
+    assert [c.chat_id for c in await store.claim_due_digests(due + timedelta(minutes=1))] == [3]
+    assert await store.claim_due_digests(due + DIGEST_LEASE - timedelta(seconds=1)) == []
+    assert [c.chat_id for c in await store.claim_due_digests(due + DIGEST_LEASE)] == [1, 2]
+
+
+async def test_digest_off_and_unsubscribed_chats_are_never_claimed(store: SqlStore) -> None:
+    start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    for chat in (1, 2):
+        await store.subscribe(chat, ChatKind.PRIVATE, "", start)
+    await store.set_digest(1, OFF, None, None)
+    await store.unsubscribe(2)
+    assert await store.schedule_new_digests("13:00", "UTC", start) == 0
+    assert await store.claim_due_digests(start + timedelta(days=2)) == []

@@ -11,6 +11,8 @@ OFF = "off"
 """Stored as `digest_time` when a chat turned its digest off (NULL means "the default")."""
 CHANNELS_ROW = 0
 """Telegram never uses chat id 0: an inactive row with it holds the channels' digest schedule."""
+DIGEST_LEASE = timedelta(minutes=15)
+"""How long a claimed digest is held by its sender; one killed mid-send is due again after it."""
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.model import (
@@ -15,7 +15,7 @@ from bot.model import (
     Subscription,
     Transition,
 )
-from bot.notify.schedule import DigestSchedule
+from bot.notify.schedule import DIGEST_LEASE, DigestSchedule
 
 
 class Store(Protocol):
@@ -124,16 +124,22 @@ class Store(Protocol):
         """Give active chats without a schedule the default one (once, by compare-and-set)."""
         ...
 
-    async def claim_due_digests(self, now: datetime) -> list[DigestSchedule]:
-        """Take due digests by moving `next_at` to the next local day, compare-and-set on the old.
+    async def claim_due_digests(
+        self, now: datetime, lease: timedelta = DIGEST_LEASE, limit: int = 200
+    ) -> list[DigestSchedule]:
+        """Take due digests by moving `next_at` to the end of a lease, compare-and-set on the old.
 
-        Two workers or a restart never take the same digest twice; one missed while the bot was
-        down is returned once, not once per missed day.
+        Two workers never take the same digest; one missed while the bot was down is returned
+        once, not once per missed day; one whose sender died is due again when the lease ends.
         """
         ...
 
-    async def release_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
-        """Make a claimed digest due again (delivery failed), unless the chat changed it since."""
+    async def finish_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
+        """A claimed digest went out: schedule the next local day, unless the chat changed it."""
+        ...
+
+    async def release_digest(self, claimed: DigestSchedule, retry_at: datetime) -> bool:
+        """Make a claimed digest due again at `retry_at` (delivery failed), unless it changed."""
         ...
 
     # alert state and transitions ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,14 @@ from bot.model import (
     system_clock,
     to_epoch,
 )
-from bot.notify.schedule import CHANNELS_ROW, OFF, DigestSchedule, next_digest_at, zone
+from bot.notify.schedule import (
+    CHANNELS_ROW,
+    DIGEST_LEASE,
+    OFF,
+    DigestSchedule,
+    next_digest_at,
+    zone,
+)
 from bot.store import migrations
 from bot.store import schema as db
 
@@ -406,34 +413,49 @@ class SqlStore:
         }
         await conn.execute(update(t).where(t.c.chat_id == CHANNELS_ROW, moved).values(**values))
 
-    async def claim_due_digests(self, now: datetime) -> list[DigestSchedule]:
-        """Take due digests by moving `next_at` to the next local day, compare-and-set on the old.
+    async def claim_due_digests(
+        self, now: datetime, lease: timedelta = DIGEST_LEASE, limit: int = 200
+    ) -> list[DigestSchedule]:
+        """Take due digests by moving `next_at` to the end of a lease, compare-and-set on the old.
 
-        The returned schedules carry the new `next_at`; a digest missed while the bot was down
-        is returned once, and two workers never both win the same row.
+        The returned schedules carry the lease's end as `next_at`: `finish_digest` moves it to
+        the next local day once sent; a sender killed meanwhile leaves it due again when the
+        lease ends. A digest missed for days is returned once, and two workers never both win.
         """
         t, at = db.subscriptions, to_epoch(now)
         wanted = or_(t.c.active.is_(True), t.c.chat_id == CHANNELS_ROW)
         due = select(t).where(wanted, t.c.next_digest_at <= at, t.c.digest_time != OFF)
+        until = now + lease
         claimed: list[DigestSchedule] = []
         async with self._writer.begin() as conn:
-            for r in (await conn.execute(due.order_by(t.c.chat_id))).all():
-                tz = _zone_or(r.timezone, "UTC")
-                later = next_digest_at(r.digest_time, tz, now)
+            rows = (await conn.execute(due.order_by(t.c.next_digest_at).limit(limit))).all()
+            for r in rows:
                 stmt = update(t).where(
                     t.c.chat_id == r.chat_id, t.c.next_digest_at == r.next_digest_at
                 )
-                if (await conn.execute(stmt.values(next_digest_at=to_epoch(later)))).rowcount == 1:
-                    claimed.append(DigestSchedule(r.chat_id, r.digest_time, tz, later))
+                if (await conn.execute(stmt.values(next_digest_at=to_epoch(until)))).rowcount == 1:
+                    tz = _zone_or(r.timezone, "UTC")
+                    claimed.append(DigestSchedule(r.chat_id, r.digest_time, tz, until))
         return claimed
 
-    async def release_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
-        """Make a claimed digest due again (delivery failed), unless the chat changed it since."""
+    async def finish_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
+        """A claimed digest went out: schedule the next local day, unless the chat changed it."""
+        t = db.subscriptions
+        if claimed.digest_time is None or claimed.digest_time == OFF:
+            return False
+        later = next_digest_at(claimed.digest_time, _zone_or(claimed.timezone, "UTC"), now)
+        stmt = update(t).where(
+            t.c.chat_id == claimed.chat_id, t.c.next_digest_at == _epoch(claimed.next_at)
+        )
+        return await self._write(stmt.values(next_digest_at=to_epoch(later))) == 1
+
+    async def release_digest(self, claimed: DigestSchedule, retry_at: datetime) -> bool:
+        """Make a claimed digest due again at `retry_at` (delivery failed), unless it changed."""
         t = db.subscriptions
         stmt = update(t).where(
             t.c.chat_id == claimed.chat_id, t.c.next_digest_at == _epoch(claimed.next_at)
         )
-        return await self._write(stmt.values(next_digest_at=to_epoch(now))) == 1
+        return await self._write(stmt.values(next_digest_at=to_epoch(retry_at))) == 1
 
     # alert state and transitions ----------------------------------------------------------------
     async def alert_states(self) -> dict[str, AlertState]:
