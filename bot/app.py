@@ -17,6 +17,7 @@ from bot.engine.rules import RuleSet, load_rules
 from bot.model import Clock, system_clock
 from bot.notify import DeliveryError, Notifier
 from bot.notify.console import ConsoleNotifier
+from bot.notify.digest_job import DigestJob, DigestRun
 from bot.notify.outbox import OutboxWorker
 from bot.polling import poll_source
 from bot.rules_watch import RulesWatcher
@@ -34,6 +35,8 @@ DELIVERY_INTERVAL = timedelta(seconds=5)
 TICK_INTERVAL = timedelta(minutes=5)
 """How often every rule is evaluated on the clock alone: no_data, composite windows, removals."""
 RELOAD_INTERVAL = timedelta(seconds=2)
+DIGEST_INTERVAL = timedelta(seconds=30)
+"""How often due digests are looked for: each goes out within this of its local time."""
 CONSOLE = "console"
 
 
@@ -61,6 +64,7 @@ class Runtime:
         self._telegram: Any = None
         self._notifier: Notifier | None = None
         self._outbox: OutboxWorker | None = None
+        self._digests: DigestJob | None = None
         self._http: HttpClient | None = None
         self._watcher = RulesWatcher(settings.rules.dir)
         self.sources: dict[str, Source] = {}
@@ -122,6 +126,15 @@ class Runtime:
         self._outbox = OutboxWorker(
             self.store, self._notifier, self.clock, self.worker_id, self.settings.delivery
         )
+        self._digests = DigestJob(
+            self.store,
+            self._notifier,
+            self.clock,
+            self.settings.markets.assets,
+            self.settings.digest,
+            lambda: self.channels,
+            self._outbox.pacer,  # digests and alerts share one set of rate limits
+        )
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
         http = self._http = HttpClient(self._session)
         for source in build_sources(self.settings.sources.enabled(), self.settings):
@@ -136,6 +149,8 @@ class Runtime:
         self.scheduler.every("deliver", DELIVERY_INTERVAL, self.deliver)
         self.scheduler.every("tick", TICK_INTERVAL, self.tick)
         self.scheduler.every("reload", RELOAD_INTERVAL, self.reload_rules)
+        # first run at once: a digest that fell due while the bot was down goes out on start
+        self.scheduler.every("digest", DIGEST_INTERVAL, self.send_digests, first=datetime.now(UTC))
         self.scheduler.start()
 
     def _poll_job(self, source: Source, http: HttpClient) -> Any:
@@ -229,6 +244,12 @@ class Runtime:
             return
         async with self._deliver_lock:
             await self._outbox.drain()
+
+    async def send_digests(self) -> DigestRun:
+        """Send every daily digest that is due now (each chat at its local time)."""
+        if self._digests is None:
+            return DigestRun()
+        return await self._digests.run()
 
     async def stop(self) -> None:
         """Stop in reverse order; running jobs finish (or are cancelled after a grace period)."""

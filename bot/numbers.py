@@ -45,3 +45,12 @@ def plain(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "n/a"
     return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
+def for_series(series: str, value: float | None) -> str:
+    """A reading in its series' unit (design §2.3): dollars, funding as %, or a plain number."""
+    if series.startswith(("etf.", "oi.", "price.")):
+        return usd(value)
+    if series.startswith("funding."):
+        return pct(value)
+    return plain(value)

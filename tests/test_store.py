@@ -168,6 +168,12 @@ async def test_count_per_series_and_total(store: SqlStore) -> None:
     assert await store.count_observations("c") == 0
 
 
+async def test_series_names_are_each_series_once_sorted(store: SqlStore) -> None:
+    assert await store.series_names() == []
+    await store.upsert_observations([obs("b", d, 1.0) for d in range(3)] + [obs("a", 0, 1.0)])
+    assert await store.series_names() == ["a", "b"]
+
+
 async def test_values_keep_double_precision(store: SqlStore) -> None:
     await store.upsert_observations([obs("funding.btc.binance", 0, 0.000123456789012345)])
     assert (await store.observations("funding.btc.binance"))[0].value == 0.000123456789012345

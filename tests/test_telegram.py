@@ -19,8 +19,8 @@ from bot.notify.render import to_plain
 from bot.store import Store, open_store
 from bot.telegram.app import TelegramApp, TelegramStartError, build_application, start_telegram
 from bot.telegram.app import stop_telegram as stop_app
-from bot.telegram.commands import COMMANDS
 from bot.telegram.notifier import TelegramNotifier
+from bot.telegram.registry import COMMANDS
 from tests.harness.fake_telegram import FakeTelegram
 
 TOKEN = "123456:TEST-token_abc"

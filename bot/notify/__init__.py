@@ -28,7 +28,7 @@ class DeliveryError(Exception):
 
 
 class Notifier(Protocol):
-    """Sends rendered HTML text to a chat; implemented by the console and by Telegram."""
+    """Sends rendered HTML text and charts to a chat; implemented by the console and Telegram."""
 
     name: str
 
@@ -38,4 +38,8 @@ class Notifier(Protocol):
 
     async def edit(self, chat_id: str, message_id: int, text: str) -> None:
         """Replace a sent message's text, so a resolved alert updates the original message."""
+        ...
+
+    async def send_photo(self, chat_id: str, png: bytes, caption: str) -> int | None:
+        """Send a PNG chart with a short HTML caption (at most 1024 characters on Telegram)."""
         ...

@@ -1,4 +1,8 @@
-"""Digest and series charts as PNG bytes; matplotlib is imported lazily with the Agg backend."""
+"""Digest and series charts as PNG bytes; matplotlib is imported lazily with the Agg backend.
+
+Figures are built with the object API (no pyplot), so charts share no global state and can be
+drawn in a worker thread while the event loop keeps serving chats.
+"""
 
 from __future__ import annotations
 
@@ -19,20 +23,16 @@ DAY = 86_400.0
 LINE_COLOURS = (BLUE, ORANGE, "#6a1b9a", "#00838f")
 
 
-def _pyplot() -> Any:
-    """Import pyplot on first use only, headless, so the bot starts fast without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _figure(width: float, height: float) -> Figure:
+    """A new Agg-backed figure; matplotlib is imported on first use only, never at start-up."""
+    figure: Any = importlib.import_module("matplotlib.figure")
+    fig: Figure = figure.Figure(figsize=(width, height))
+    return fig
 
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    _pyplot().close(fig)
+    fig.savefig(buffer, format="png", dpi=110)  # a bare Figure draws with the Agg canvas
     return buffer.getvalue()
 
 
@@ -107,9 +107,9 @@ def _fear_greed_panel(ax: Axes, points: Sequence[Point]) -> None:
 
 def render_chart(data: DigestData, now: datetime) -> bytes:
     """The digest's PNG: ETF flows per asset, OI-weighted funding, total OI, fear & greed."""
-    plt = _pyplot()
     rows = len(data.assets) + 3
-    fig, axes = plt.subplots(rows, 1, figsize=(8, 2.6 * rows), squeeze=False)
+    fig = _figure(8, 2.6 * rows)
+    axes = fig.subplots(rows, 1, squeeze=False)
     panels = list(axes[:, 0])
     for ax, asset in zip(panels, data.assets, strict=False):
         _etf_panel(ax, asset)
@@ -125,8 +125,8 @@ def render_chart(data: DigestData, now: datetime) -> bytes:
 
 def render_series_chart(key: str, points: Sequence[Point], span: str) -> bytes:
     """One series over a range, for `/chart SERIES [RANGE]`; ETF flows as bars."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = _figure(8, 4.5)
+    ax = fig.subplots()
     title = f"{key} · last {span}"
     if not points:
         _empty(ax, title)

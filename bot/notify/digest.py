@@ -301,10 +301,10 @@ def _alerts_text(alerts: Sequence[Transition]) -> list[str]:
     return lines
 
 
-def render_digest(d: Digest) -> str:
+def render_digest(d: Digest, title: str = "Stablewatch daily digest") -> str:
     """Telegram HTML with every value escaped; a missing section says "no data yet"."""
     when = f"{_day(d.at.date())}, {d.at:%H:%M} {html.escape(d.zone)}"
-    lines = [f"📊 <b>Stablewatch daily digest</b> · {when}", "", "<b>ETF flows</b>"]
+    lines = [f"📊 <b>{html.escape(title)}</b> · {when}", "", "<b>ETF flows</b>"]
     lines += [_etf_text(line) for line in d.etf] or ["no data yet"]
     lines += ["", "<b>Futures</b>"]
     lines += [_futures_text(line) for line in d.futures] or ["no data yet"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 OFF = "off"
@@ -24,6 +25,7 @@ class DigestSchedule:
     digest_time: str | None
     timezone: str | None
     next_at: datetime | None
+    active: bool = True
 
 
 def parse_hhmm(text: str) -> str | None:
@@ -40,6 +42,23 @@ def zone(name: str) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
+
+
+@cache
+def _zones_by_lower_name() -> dict[str, str]:
+    """Every IANA name the system knows, keyed by lower case (read once)."""
+    from zoneinfo import available_timezones
+
+    return {name.lower(): name for name in available_timezones()}
+
+
+def zone_name(text: str) -> str | None:
+    """The canonical IANA name for what a user typed ("europe/berlin" too), or None."""
+    text = text.strip()
+    if zone(text) is not None:
+        return text
+    found = _zones_by_lower_name().get(text.lower())
+    return found if found is not None and zone(found) is not None else None
 
 
 def next_digest_at(hhmm: str, tz: str, after: datetime) -> datetime:

@@ -50,6 +50,10 @@ class Store(Protocol):
         """Return the newest point of a series."""
         ...
 
+    async def series_names(self) -> list[str]:
+        """Every series with at least one point, sorted (to suggest names in `/chart`)."""
+        ...
+
     async def count_observations(self, series: str | None = None) -> int:
         """Count points, of one series or all; used to decide whether to backfill."""
         ...

@@ -193,6 +193,13 @@ class SqlStore:
         rows = await self._fetch(query)
         return Observation(series, from_epoch(rows[0].ts), rows[0].value) if rows else None
 
+    async def series_names(self) -> list[str]:
+        """Every series with at least one point, sorted (to suggest names in `/chart`)."""
+        t = db.observations
+        return [
+            r.series for r in await self._fetch(select(t.c.series).distinct().order_by(t.c.series))
+        ]
+
     async def count_observations(self, series: str | None = None) -> int:
         """Count points, of one series or all."""
         t = db.observations
@@ -652,7 +659,9 @@ class SqlStore:
 
 
 def _schedule(r: Any) -> DigestSchedule:
-    return DigestSchedule(r.chat_id, r.digest_time, r.timezone, _when(r.next_digest_at))
+    return DigestSchedule(
+        r.chat_id, r.digest_time, r.timezone, _when(r.next_digest_at), bool(r.active)
+    )
 
 
 def _zone_or(name: str | None, fallback: str) -> str:

@@ -35,7 +35,6 @@ from bot.model import ChatKind, Clock
 from bot.service import Service
 from bot.store import Store
 from bot.telegram.commands import (
-    COMMANDS,
     Command,
     CommandContext,
     allowed,
@@ -43,6 +42,7 @@ from bot.telegram.commands import (
     run_command,
     unknown_command,
 )
+from bot.telegram.registry import COMMANDS
 
 log = logging.getLogger(__name__)
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.durations import format_duration, parse_duration
 from bot.engine.rules import RuleSet
+from bot.notify.schedule import OFF, parse_hhmm, zone_name
 
 MAX_MUTE = timedelta(days=365)
 MAX_HISTORY = 50
 DEFAULT_HISTORY = 10
+DEFAULT_SPAN = "30d"
+MAX_SPAN = timedelta(days=366)
+_SERIES = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}")
+_SPAN = re.compile(r"(\d{1,3})([hdwy])")
+_SPAN_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +105,64 @@ def parse_targets(args: Sequence[str], rules: RuleSet, command: str) -> list[str
             return usage
         out.append(target)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChartArgs:
+    """A checked `/chart`: a well-formed series key and a bounded time span."""
+
+    series: str
+    span: timedelta
+    label: str
+
+
+def parse_span(text: str) -> timedelta | None:
+    """`12h`, `7d`, `4w`, `1y`: from one hour to a year; None for anything else."""
+    match = _SPAN.fullmatch(text.strip().lower())
+    if not match:
+        return None
+    count, unit = int(match[1]), match[2]
+    span = timedelta(days=365 * count) if unit == "y" else count * _SPAN_UNITS[unit]
+    return span if timedelta(hours=1) <= span <= MAX_SPAN else None
+
+
+def parse_chart(args: Sequence[str]) -> ChartArgs | Usage:
+    """`/chart SERIES [RANGE]`: the key's shape is checked here, its existence by the caller."""
+    usage = Usage(
+        "Usage: /chart SERIES [RANGE], e.g. /chart etf.btc.net_flow 30d (RANGE 12h to 1y)"
+    )
+    if not 1 <= len(args) <= 2:
+        return usage
+    series = args[0].strip().lower()
+    if len(series) > 64 or not _SERIES.fullmatch(series):
+        return usage
+    label = args[1].strip().lower() if len(args) == 2 else DEFAULT_SPAN
+    span = parse_span(label)
+    return usage if span is None else ChartArgs(series, span, label)
+
+
+def parse_digest(args: Sequence[str]) -> str | Usage | None:
+    """`/digest HH:MM|off`: a normalised time or `off`; None (no argument) shows the setting."""
+    usage = Usage("Usage: /digest HH:MM|off, e.g. /digest 07:30 (in this chat's /timezone)")
+    if not args:
+        return None
+    if len(args) != 1:
+        return usage
+    word = args[0].strip().lower()
+    if word == OFF:
+        return OFF
+    hhmm = parse_hhmm(word) if len(word) <= 5 else None
+    return usage if hhmm is None else hhmm
+
+
+def parse_timezone(args: Sequence[str]) -> str | Usage | None:
+    """`/timezone ZONE`: a known IANA name (any case); None (no argument) shows the setting."""
+    usage = Usage("Usage: /timezone ZONE with an IANA name, e.g. /timezone Europe/Berlin")
+    if not args:
+        return None
+    if len(args) != 1 or len(args[0]) > 64:
+        return usage
+    found = zone_name(args[0])
+    if found is None:
+        return Usage(f"Unknown time zone; {usage.text}")
+    return found

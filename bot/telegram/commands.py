@@ -1,4 +1,4 @@
-"""The command registry: one tuple feeds the handlers, `/help` and `setMyCommands` (design §6)."""
+"""The chat commands about alerts and subscriptions, and the access rules every command obeys."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def help_text(commands: tuple[Command, ...]) -> str:
     lines = [ABOUT, "", "<b>Commands</b>"]
     for command in commands:
         note = " <i>(bot admins)</i>" if command.admin_only else ""
-        lines.append(f"/{command.name} — {html.escape(command.description)}{note}")
+        lines.append(f"/{command.name} — {html.escape(command.description, quote=False)}{note}")
     return "\n".join(lines)
 
 
@@ -371,28 +371,3 @@ async def reload_command(update: Update, ctx: CommandContext) -> None:
         return
     detail = html.escape("\n".join(problems)[:3000])
     await reply(update, f"⚠️ Not reloaded; the previous rules keep running.\n<pre>{detail}</pre>")
-
-
-COMMANDS: tuple[Command, ...] = (
-    Command("start", "subscribe this chat to alerts", start, chat_admin_only=True),
-    Command("stop", "unsubscribe this chat", stop, chat_admin_only=True),
-    Command("help", "list the commands", help_command),
-    Command(
-        "subscribe",
-        "choose the rules or tags this chat receives",
-        subscribe_command,
-        chat_admin_only=True,
-    ),
-    Command(
-        "unsubscribe", "stop some rules or tags here", unsubscribe_command, chat_admin_only=True
-    ),
-    Command("rules", "every rule and its state", rules_command),
-    Command("status", "data sources: last success, freshness, errors", status_command),
-    Command(
-        "mute", "RULE|TAG|all DURATION — silence alerts here", mute_command, chat_admin_only=True
-    ),
-    Command("unmute", "[RULE|TAG|all] — lift mutes", unmute_command, chat_admin_only=True),
-    Command("history", "[N] — the most recent alerts", history_command),
-    Command("reload", "reload the rule files now", reload_command, admin_only=True),
-)
-"""The registry; `/help` and the Telegram command menu are generated from it."""

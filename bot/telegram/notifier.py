@@ -107,6 +107,18 @@ class TelegramNotifier:
             if "message is not modified" not in str(exc).lower():
                 raise
 
+    async def send_photo(self, chat_id: str, png: bytes, caption: str) -> int | None:
+        """Send a chart; the caption falls back to plain text like a message does."""
+        target = _target(chat_id)
+
+        async def send(body: str, parse_mode: str | None) -> int:
+            message = await self._bot.send_photo(
+                target, png, caption=body, parse_mode=parse_mode, filename="stablewatch.png"
+            )
+            return message.message_id
+
+        return await self._html_or_plain(chat_id, caption, send)
+
     async def _html_or_plain(self, chat_id: str, text: str, call: _Call) -> int:
         """Make the call with HTML; if Telegram cannot parse it, once more as plain text."""
         try:

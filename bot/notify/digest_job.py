@@ -1,0 +1,255 @@
+"""The daily digest job: claim due digests, compose each zone's digest once, send text and chart.
+
+Claims are leases in the store (design §6): a digest is finished (next local day) only after it
+went out, released for a retry when Telegram could not take it, and due again after the lease if
+the bot died while sending — never twice by design, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from math import ceil
+
+from bot.config import DeliverySettings, DigestSettings
+from bot.model import Clock
+from bot.notify import DeliveryError, Notifier
+from bot.notify.chart import render_chart
+from bot.notify.digest import DigestData, build_digest, load_digest_data, render_digest
+from bot.notify.outbox import Pacer, is_private
+from bot.notify.render import to_plain
+from bot.notify.schedule import CHANNELS_ROW, DigestSchedule
+from bot.notify.split import split_html
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+RETRY_LATER = timedelta(minutes=5)
+"""A digest Telegram could not take (network, 5xx, long flood wait) is tried again after this."""
+MAX_INLINE_WAIT = 60.0
+INLINE_TRIES = 3
+BATCH = 100
+"""Digests claimed at a time: a batch goes out well within one claim lease."""
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """One digest ready to send: HTML text, the chart as PNG, and the chart's caption."""
+
+    text: str
+    chart: bytes
+    caption: str
+
+
+class Composer:
+    """Loads the data once and renders the chart once; the text is built per time zone."""
+
+    def __init__(self, store: Store, assets: Sequence[str], now: datetime) -> None:
+        self._store, self._assets, self._now = store, tuple(assets), now
+        self._data: DigestData | None = None
+        self._chart: bytes | None = None
+        self._texts: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def compose(self, tz: str, title: str = "Stablewatch daily digest") -> Composed:
+        """The digest for one zone; the chart is drawn in a thread so chats keep being served."""
+        async with self._lock:
+            if self._data is None:
+                self._data = await load_digest_data(self._store, self._assets, self._now)
+            if self._chart is None:
+                self._chart = await asyncio.to_thread(render_chart, self._data, self._now)
+            key = f"{tz}\n{title}"
+            if key not in self._texts:
+                digest = build_digest(self._data, self._now, tz)
+                self._texts[key] = render_digest(digest, title)
+        caption = f"📈 {title} · {self._now:%d %b %Y %H:%M} UTC"
+        return Composed(self._texts[key], self._chart, caption)
+
+
+@dataclass
+class DigestRun:
+    """What one run of the job did, for logs and tests."""
+
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Retry(Exception):
+    """Nothing reached the chat and Telegram may take it later: release the claim."""
+
+
+class DigestJob:
+    """Sends every due digest through the notifier, paced like alerts when a pacer is given."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        assets: Sequence[str],
+        settings: DigestSettings,
+        channels: Callable[[], Sequence[str]],
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.store, self.notifier, self.clock = store, notifier, clock
+        self.assets, self.settings, self.channels = tuple(assets), settings, channels
+        self.pacer = pacer
+        rate = pacer.settings.global_rate if pacer else DeliverySettings().global_rate
+        self._in_flight = asyncio.Semaphore(max(1, ceil(rate)))
+
+    async def run(self) -> DigestRun:
+        """Schedule new chats, then claim and send due digests batch by batch."""
+        now = self.clock()
+        channels = list(self.channels())
+        result = DigestRun()
+        await self.store.schedule_new_digests(
+            self.settings.time, self.settings.timezone, now, with_channels=bool(channels)
+        )
+        composer = Composer(self.store, self.assets, now)
+        while claimed := await self.store.claim_due_digests(now, limit=BATCH):
+            result.claimed += len(claimed)
+            async with asyncio.TaskGroup() as group:
+                for schedule in claimed:
+                    group.create_task(self._one(schedule, composer, channels, result))
+            if len(claimed) < BATCH:
+                break
+        if result.claimed:
+            log.info(
+                "digests: %d due, %d sent, %d to retry, %d dropped",
+                result.claimed,
+                result.sent,
+                result.retrying,
+                result.dropped,
+            )
+        return result
+
+    async def _one(
+        self, schedule: DigestSchedule, composer: Composer, channels: list[str], result: DigestRun
+    ) -> None:
+        """Deliver one claimed digest and settle its claim; no error escapes to the others."""
+        # The channels' row covers several chats: retrying it would repeat the ones that got it.
+        shared = schedule.chat_id == CHANNELS_ROW
+        targets = channels if shared else [str(schedule.chat_id)]
+        try:
+            composed = await composer.compose(schedule.timezone or self.settings.timezone)
+            delivered = [
+                await self._deliver(chat, composed, result, may_retry=not shared)
+                for chat in targets
+            ]
+        except _Retry:
+            retry_at = self.clock() + RETRY_LATER
+            await self.store.release_digest(schedule, retry_at)
+            result.retrying += 1
+            return
+        except Exception as exc:  # a bug must not stop the other chats' digests
+            log.exception("digest for chat %s failed", schedule.chat_id)
+            result.errors.append(f"{schedule.chat_id}: {exc}")
+            await self.store.release_digest(schedule, self.clock() + RETRY_LATER)
+            result.retrying += 1
+            return
+        await self.store.finish_digest(schedule, self.clock())
+        if any(delivered):
+            result.sent += 1
+        else:
+            result.dropped += 1
+
+    async def _deliver(
+        self, chat: str, composed: Composed, result: DigestRun, *, may_retry: bool
+    ) -> bool:
+        """Text (split if long) then chart; False if Telegram refused for good."""
+        chunks = [c for c in split_html(composed.text) if to_plain(c).strip()] or [composed.text]
+        calls: list[Callable[[str], Awaitable[int | None]]] = [
+            *(_text_call(self.notifier, chunk) for chunk in chunks),
+            _photo_call(self.notifier, composed.chart, composed.caption),
+        ]
+        for delivered, call in enumerate(calls):
+            try:
+                chat = await self._call(chat, call)
+            except DeliveryError as exc:
+                return await self._settle(chat, exc, delivered, result, may_retry=may_retry)
+        return True
+
+    async def _settle(
+        self, chat: str, exc: DeliveryError, delivered: int, result: DigestRun, *, may_retry: bool
+    ) -> bool:
+        """Decide what a failure means for the digest: retry, drop, or keep what went out."""
+        result.errors.append(f"{chat}: {exc}")
+        if exc.deactivate:
+            number = _numeric(chat)
+            if number is not None:
+                await self.store.unsubscribe(number)
+            log.info("digest: chat %s is closed to the bot; unsubscribed it", chat)
+            return False
+        if exc.permanent:
+            log.warning("digest to %s refused: %s", chat, exc)
+            return delivered > 0
+        if delivered == 0 and may_retry:
+            log.info("digest to %s deferred: %s", chat, exc)
+            raise _Retry
+        log.warning("digest to %s partly delivered (%d part(s)): %s", chat, delivered, exc)
+        return delivered > 0
+
+    async def _call(self, chat: str, call: Callable[[str], Awaitable[int | None]]) -> str:
+        """One paced call with short flood waits and one migration; returns the chat used."""
+        migrated = False
+        for attempt in range(INLINE_TRIES + 1):
+            try:
+                await self._paced(chat, call)
+            except DeliveryError as exc:
+                if exc.migrate_to is not None and not migrated:
+                    chat = await self._migrate(chat, exc.migrate_to)
+                    migrated = True
+                    continue
+                wait = exc.retry_after
+                if exc.permanent or wait is None or wait > MAX_INLINE_WAIT:
+                    raise
+                if attempt == INLINE_TRIES:
+                    raise
+                if self.pacer is not None and is_private(chat):
+                    self.pacer.pause_all(wait)
+                await asyncio.sleep(wait)
+                continue
+            return chat
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _paced(self, chat: str, call: Callable[[str], Awaitable[int | None]]) -> None:
+        """Within the chat's and the overall limits shared with alerts."""
+        if self.pacer is not None:
+            await self.pacer.chat_turn(chat)
+        async with self._in_flight:
+            if self.pacer is not None:
+                await self.pacer.overall_turn()
+            await call(chat)
+
+    async def _migrate(self, chat: str, new_chat: int) -> str:
+        """Follow a group that became a supergroup, moving its subscription and schedule."""
+        old = _numeric(chat)
+        if old is not None:
+            await self.store.move_subscription(old, new_chat)
+        log.info("digest: chat %s migrated to %s; sending there", chat, new_chat)
+        return str(new_chat)
+
+
+def _text_call(notifier: Notifier, text: str) -> Callable[[str], Awaitable[int | None]]:
+    async def call(chat: str) -> int | None:
+        return await notifier.send(chat, text)
+
+    return call
+
+
+def _photo_call(
+    notifier: Notifier, png: bytes, caption: str
+) -> Callable[[str], Awaitable[int | None]]:
+    async def call(chat: str) -> int | None:
+        return await notifier.send_photo(chat, png, caption)
+
+    return call
+
+
+def _numeric(chat: str) -> int | None:
+    return int(chat) if chat.lstrip("-").isdigit() else None

@@ -1,0 +1,196 @@
+"""The digest commands: `/summary`, `/chart`, `/digest` and `/timezone` (design §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import html
+import logging
+from datetime import datetime
+
+from telegram import Update
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import TelegramError
+
+from bot.config import DigestSettings, MarketsSettings
+from bot.notify.chart import render_series_chart
+from bot.notify.digest_job import Composer
+from bot.notify.schedule import OFF, DigestSchedule, next_digest_at
+from bot.notify.split import split_html
+from bot.numbers import for_series
+from bot.telegram.args import Usage, parse_chart, parse_digest, parse_timezone
+from bot.telegram.commands import CommandContext, is_chat_admin, reply
+
+log = logging.getLogger(__name__)
+NOT_SUBSCRIBED = "This chat is not subscribed, so it gets no digest. /start subscribes it."
+
+
+def _digest_settings(ctx: CommandContext) -> DigestSettings:
+    return ctx.service.settings.digest if ctx.service is not None else DigestSettings()
+
+
+def _assets(ctx: CommandContext) -> list[str]:
+    return ctx.service.settings.markets.assets if ctx.service else MarketsSettings().assets
+
+
+def _local(moment: datetime, tz: str) -> str:
+    """A due moment as the chat reads it: "Sun 23 Nov 08:00 Europe/Berlin"."""
+    from zoneinfo import ZoneInfo
+
+    return f"{moment.astimezone(ZoneInfo(tz)):%a %d %b %H:%M} {html.escape(tz)}"
+
+
+async def _busy(update: Update, ctx: CommandContext) -> None:
+    """Show "sending photo…" while a chart is drawn; only cosmetic, so failures are ignored."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    try:
+        await ctx.bot.send_chat_action(chat.id, ChatAction.UPLOAD_PHOTO)
+    except TelegramError as exc:
+        log.info("telegram: no chat action for %s: %s", chat.id, exc.message)
+
+
+async def _reply_photo(update: Update, png: bytes, caption: str) -> None:
+    message = update.effective_message
+    if message is not None:
+        await message.reply_photo(
+            png, caption=caption, parse_mode=ParseMode.HTML, filename="stablewatch.png"
+        )
+
+
+async def summary_command(update: Update, ctx: CommandContext) -> None:
+    """The daily digest, now, in this chat's time zone: the scorecard and its chart."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    await _busy(update, ctx)
+    schedule = await ctx.store.digest_schedule(chat.id)
+    tz = (schedule.timezone if schedule else None) or _digest_settings(ctx).timezone
+    composed = await Composer(ctx.store, _assets(ctx), ctx.now()).compose(tz, "Stablewatch summary")
+    for chunk in split_html(composed.text):
+        await reply(update, chunk)
+    await _reply_photo(update, composed.chart, composed.caption)
+
+
+async def _unknown_series(update: Update, ctx: CommandContext, series: str) -> None:
+    """Say there is no such series, suggesting close names (or the first few there are)."""
+    names = await ctx.store.series_names()
+    close = difflib.get_close_matches(series, names, n=3, cutoff=0.6) or names[:5]
+    hint = ", ".join(f"<code>{html.escape(n)}</code>" for n in close)
+    suggestion = f" Try {hint}." if hint else " No data has been collected yet."
+    await reply(update, f"No data for <code>{html.escape(series)}</code>.{suggestion}")
+
+
+async def chart_command(update: Update, ctx: CommandContext) -> None:
+    """One series over a range as a PNG, e.g. `/chart funding.btc.oi_weighted 7d`."""
+    parsed = parse_chart(ctx.args)
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    latest = await ctx.store.latest(parsed.series)
+    if latest is None:
+        await _unknown_series(update, ctx, parsed.series)
+        return
+    now = ctx.now()
+    rows = await ctx.store.observations(parsed.series, now - parsed.span, now)
+    if not rows:
+        await reply(
+            update,
+            f"<code>{html.escape(parsed.series)}</code> has no points in the last "
+            f"{html.escape(parsed.label)}; the newest is from {latest.ts:%Y-%m-%d %H:%M} UTC.",
+        )
+        return
+    await _busy(update, ctx)
+    points = [(o.ts, o.value) for o in rows]
+    png = await asyncio.to_thread(render_series_chart, parsed.series, points, parsed.label)
+    newest = rows[-1]
+    caption = (
+        f"<b>{html.escape(parsed.series)}</b> · last {html.escape(parsed.label)} · "
+        f"newest {for_series(parsed.series, newest.value)} at {newest.ts:%d %b %H:%M} UTC"
+    )
+    await _reply_photo(update, png, caption)
+
+
+def _describe(schedule: DigestSchedule, defaults: DigestSettings) -> str:
+    """What this chat's digest setting is, in one line."""
+    tz = schedule.timezone or defaults.timezone
+    if schedule.digest_time == OFF:
+        return f"🔕 The daily digest is off here (time zone {html.escape(tz)})."
+    hhmm = schedule.digest_time or defaults.time
+    line = f"🗓 Daily digest here at {hhmm} {html.escape(tz)}"
+    if schedule.next_at is not None and schedule.active:
+        line += f"; next {_local(schedule.next_at, tz)}"
+    return line + "."
+
+
+async def _may_change(update: Update, ctx: CommandContext, command: str) -> bool:
+    """Anyone may look; only a group's admins may change its digest."""
+    if await is_chat_admin(update, ctx):
+        return True
+    await reply(update, f"Sorry, only this group's admins can change /{command} here.")
+    return False
+
+
+async def digest_command(update: Update, ctx: CommandContext) -> None:
+    """Show, set (`HH:MM` in the chat's zone) or turn off this chat's daily digest."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    parsed = parse_digest(ctx.args)
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    defaults, schedule = _digest_settings(ctx), await ctx.store.digest_schedule(chat.id)
+    if schedule is None:
+        await reply(update, NOT_SUBSCRIBED)
+        return
+    help_line = "/digest HH:MM sets the time, /digest off stops it, /timezone ZONE sets the zone."
+    if parsed is None:
+        await reply(update, f"{_describe(schedule, defaults)}\n{help_line}")
+        return
+    if not await _may_change(update, ctx, "digest"):
+        return
+    tz = schedule.timezone or defaults.timezone
+    due = next_digest_at(parsed, tz, ctx.now()) if parsed != OFF and schedule.active else None
+    await ctx.store.set_digest(chat.id, parsed, tz, due)
+    updated = await ctx.store.digest_schedule(chat.id)
+    assert updated is not None
+    if parsed == OFF:
+        await reply(
+            update, "🔕 Daily digest off here. /digest HH:MM turns it on; /summary any time."
+        )
+        return
+    await reply(update, f"✅ {_describe(updated, defaults)}")
+
+
+async def timezone_command(update: Update, ctx: CommandContext) -> None:
+    """Show or set this chat's IANA time zone, which the digest time is read in."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    parsed = parse_timezone(ctx.args)
+    if isinstance(parsed, Usage):
+        await reply(update, parsed.text)
+        return
+    defaults, schedule = _digest_settings(ctx), await ctx.store.digest_schedule(chat.id)
+    if schedule is None:
+        await reply(update, NOT_SUBSCRIBED)
+        return
+    if parsed is None:
+        tz = schedule.timezone or defaults.timezone
+        now = _local(ctx.now(), tz).rsplit(" ", 1)[0]
+        await reply(update, f"🌍 This chat's time zone is {html.escape(tz)} (there it is {now}).")
+        return
+    if not await _may_change(update, ctx, "timezone"):
+        return
+    hhmm = schedule.digest_time or defaults.time
+    on = hhmm != OFF and schedule.active
+    await ctx.store.set_digest(
+        chat.id, hhmm, parsed, next_digest_at(hhmm, parsed, ctx.now()) if on else None
+    )
+    updated = await ctx.store.digest_schedule(chat.id)
+    assert updated is not None
+    await reply(
+        update, f"✅ Time zone set to {html.escape(parsed)}.\n{_describe(updated, defaults)}"
+    )
