@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.engine.rules import load_rules
+from bot.notify.schedule import OFF, parse_hhmm
 from bot.telegram.args import (
     MAX_MUTE,
+    MAX_SPAN,
+    ChartArgs,
     MuteArgs,
     Usage,
     known_targets,
+    parse_chart,
+    parse_digest,
     parse_history,
     parse_mute,
+    parse_span,
     parse_targets,
+    parse_timezone,
     parse_unmute,
 )
 from tests.conftest import ROOT
@@ -65,3 +74,51 @@ def test_examples() -> None:
     assert parse_history([]) == 10 and parse_history(["50"]) == 50
     assert isinstance(parse_history(["٣"]), Usage)  # a non-ASCII digit
     assert parse_unmute(["old-rule"], RULES, {"old-rule"}) == "old-rule"
+
+
+digest_words = st.lists(
+    st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["off", "OFF", "7:30", "23:59", "24:00", "Europe/Berlin", "utc", "../x"]),
+        st.from_regex(r"[0-9]{1,3}[hdwy]", fullmatch=True),
+        st.from_regex(r"[a-z_]{1,10}(\.[a-z0-9_]{1,10}){0,4}", fullmatch=True),
+    ),
+    max_size=3,
+)
+
+
+@given(digest_words)
+def test_chart_parses_or_explains(args: list[str]) -> None:
+    parsed = parse_chart(args)
+    if isinstance(parsed, ChartArgs):
+        assert re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}", parsed.series)
+        assert timedelta(hours=1) <= parsed.span <= MAX_SPAN
+    else:
+        assert isinstance(parsed, Usage) and "\n" not in parsed.text
+
+
+@given(digest_words)
+def test_digest_time_parses_or_explains(args: list[str]) -> None:
+    parsed = parse_digest(args)
+    if parsed is None:
+        assert not args
+    elif isinstance(parsed, str):
+        assert parsed == OFF or parse_hhmm(parsed) == parsed
+    else:
+        assert isinstance(parsed, Usage) and "\n" not in parsed.text
+
+
+@given(digest_words)
+def test_timezone_is_a_loadable_iana_name_or_explained(args: list[str]) -> None:
+    parsed = parse_timezone(args)
+    if isinstance(parsed, str):
+        assert ZoneInfo(parsed).key == parsed
+    elif parsed is not None:
+        assert isinstance(parsed, Usage) and "\n" not in parsed.text
+
+
+def test_spans_and_zone_names_read_like_people_type_them() -> None:
+    assert parse_span("12h") == timedelta(hours=12) and parse_span("1y") == timedelta(days=365)
+    assert parse_span("30m") is None and parse_span("2y") is None
+    assert parse_timezone(["europe/BERLIN"]) == "Europe/Berlin"
+    assert parse_timezone(["utc"]) == "UTC"

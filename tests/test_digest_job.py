@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from bot.notify.schedule import DIGEST_LEASE
 from bot.numbers import usd
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
-from tests.conftest import SteppingClock
+from tests.conftest import ROOT, SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
 from tests.test_telegram import TOKEN, running
 
@@ -267,3 +269,15 @@ async def test_console_prints_the_digest_and_saves_the_chart(
     chart = tmp_path / "charts" / "chart-console.png"
     assert f"[saved to {chart}]" in printed
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_start_up_imports_no_matplotlib() -> None:
+    """The chart library loads on the first chart only, keeping start-up fast and small."""
+    code = (
+        "import sys, bot.app, bot.telegram.app, bot.notify.digest_job;"
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False"
