@@ -19,6 +19,7 @@ from bot.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from bot.engine.series import Series
+    from bot.notify.digest_job import Composed
 
 log = logging.getLogger("stablewatch")
 os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: durations as timedelta, no warnings
@@ -359,6 +360,47 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_export(_settings(args), args.output))
 
 
+# summary -----------------------------------------------------------------------------------------
+async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed:
+    from bot.notify.digest_job import Composer
+    from bot.store import open_store
+
+    now = (at or datetime.now(UTC)).astimezone(UTC)
+    store = await open_store(settings.store.url)
+    try:
+        return await Composer(store, settings.markets.assets, now).compose(
+            tz, "Stablewatch summary"
+        )
+    finally:
+        await store.close()
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print the digest as `/summary` shows it, from the store, at a chosen moment."""
+    from bot.notify.page import summary_page
+    from bot.notify.render import to_plain
+    from bot.notify.schedule import zone_name
+
+    settings = _settings(args)
+    tz = zone_name(args.zone) if args.zone else settings.digest.timezone
+    if tz is None:
+        raise UsageError(
+            f"--zone: expected an IANA time zone like Europe/Berlin, found {args.zone!r}"
+        )
+    at = args.at if args.at is None or args.at.tzinfo else args.at.replace(tzinfo=UTC)
+    composed = asyncio.run(_summary(settings, at, tz))
+    print(to_plain(composed.text))
+    chart, page = args.chart, args.html
+    if chart is not None:
+        chart.write_bytes(composed.chart)
+        print(f"chart written to {chart}", file=sys.stderr)
+    if page is not None:
+        image = chart.name if chart is not None and chart.parent == page.parent else None
+        page.write_text(summary_page(composed.text, composed.caption, image), encoding="utf-8")
+        print(f"page written to {page}", file=sys.stderr)
+    return 0
+
+
 # parser ------------------------------------------------------------------------------------------
 def _date(text: str) -> datetime:
     try:
@@ -409,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", parents=[common], help="JSON Schema of rule files").set_defaults(
         fn=cmd_schema
     )
+    p = sub.add_parser("summary", parents=[common], help="print the digest, as /summary shows it")
+    p.add_argument("--at", type=_date, metavar="TIME", help="as of this UTC time (default: now)")
+    p.add_argument("--zone", metavar="ZONE", help="IANA time zone (default: digest.timezone)")
+    p.add_argument("--chart", type=Path, metavar="FILE.png", help="write the chart")
+    p.add_argument("--html", type=Path, metavar="FILE.html", help="write a page with both")
+    p.set_defaults(fn=cmd_summary)
     p = sub.add_parser("import", parents=[common], help="upsert observations from a CSV file")
     p.add_argument("file", type=Path, metavar="FILE.csv")
     p.set_defaults(fn=cmd_import)

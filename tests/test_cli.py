@@ -171,3 +171,26 @@ def test_schema_is_json_schema_naming_every_condition(capsys: pytest.CaptureFixt
     for kind in ("streak", "sign_changes", "new_low", "longest", "change", "turns"):
         assert f'"{kind}"' in text
     assert schema["title"] == "Stablewatch rule file"
+
+
+def test_summary_prints_the_digest_and_writes_chart_and_page(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path in sorted(SHARED_DATA.glob("*.csv")):
+        assert main(["import", str(path)]) == 0
+    chart, page = store_env / "digest.png", store_env / "summary.html"
+    args = ["summary", "--at", "2025-11-01T08:00", "--zone", "europe/berlin"]
+    assert main([*args, "--chart", str(chart), "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "Stablewatch summary · Sat 1 Nov, 09:00 Europe/Berlin" in out
+    assert "BTC Fri 31 Oct: −$191.6M" in out and "<b>" not in out
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    html = page.read_text()
+    assert '<img src="digest.png"' in html and "<b>BTC</b> Fri 31 Oct" in html
+
+
+def test_summary_with_an_unknown_zone_is_a_usage_error(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["summary", "--zone", "Mars/Olympus"]) == 2
+    assert "--zone: expected an IANA time zone" in capsys.readouterr().err

@@ -147,8 +147,8 @@ async def test_digest_shows_sets_and_turns_off_the_daily_time(
         changed = await ask(tg, 42, "/digest 7:30")
         off = await ask(tg, 42, "/digest OFF")
         after_off = await ask(tg, 42, "/digest")
-    assert "Daily digest here at 08:00 UTC; next Sat 01 Nov 08:00 UTC." in shown.text
-    assert "at 07:30 UTC; next Sat 01 Nov 07:30 UTC" in changed.text
+    assert "Daily digest here at 08:00 UTC; next Sat 1 Nov 08:00 UTC." in shown.text
+    assert "at 07:30 UTC; next Sat 1 Nov 07:30 UTC" in changed.text
     assert off.text.startswith("🔕 Daily digest off here")
     assert "digest is off here" in after_off.text
     schedule = await store.digest_schedule(42)
@@ -209,9 +209,9 @@ async def test_timezone_shows_the_zone_and_its_local_time(
     async with running(tg, store, service):
         before = await ask(tg, 42, "/timezone")
         changed = await ask(tg, 42, "/timezone Asia/Tokyo")
-    assert "time zone is UTC (there it is Sat 01 Nov 05:00)" in before.text
+    assert "time zone is UTC (there it is Sat 1 Nov 05:00)" in before.text
     assert "Time zone set to Asia/Tokyo" in changed.text
-    assert "at 08:00 Asia/Tokyo; next Sun 02 Nov 08:00 Asia/Tokyo" in changed.text
+    assert "at 08:00 Asia/Tokyo; next Sun 2 Nov 08:00 Asia/Tokyo" in changed.text
 
 
 async def test_group_digest_settings_are_for_group_admins(

@@ -34,10 +34,11 @@ def _assets(ctx: CommandContext) -> list[str]:
 
 
 def _local(moment: datetime, tz: str) -> str:
-    """A due moment as the chat reads it: "Sun 23 Nov 08:00 Europe/Berlin"."""
+    """A moment as the chat reads it, written like the digest: "Sun 2 Nov 08:00 Europe/Berlin"."""
     from zoneinfo import ZoneInfo
 
-    return f"{moment.astimezone(ZoneInfo(tz)):%a %d %b %H:%M} {html.escape(tz)}"
+    local = moment.astimezone(ZoneInfo(tz))
+    return f"{local:%a} {local.day} {local:%b %H:%M} {html.escape(tz)}"
 
 
 async def _busy(update: Update, ctx: CommandContext) -> None:
