@@ -103,6 +103,19 @@ async def subscribe(store: Store, clock: SteppingClock, *chats: int) -> None:
         await store.subscribe(chat, kind, f"chat {chat}", clock())
 
 
+@asynccontextmanager
+async def at_eight(
+    tg: FakeTelegram, store: Store, clock: SteppingClock, *chats: int
+) -> AsyncIterator[DigestJob]:
+    """Subscribe the chats, let the job schedule them at 05:00, then move the clock to 08:00."""
+    await subscribe(store, clock, *chats)
+    async with telegram(tg, store, clock) as notifier:
+        digests = job(store, notifier, clock)
+        assert (await digests.run()).claimed == 0
+        clock.advance(timedelta(hours=3))
+        yield digests
+
+
 async def test_each_chat_gets_its_digest_at_its_local_time_exactly_once(
     tg: FakeTelegram, store: Store, clock: SteppingClock, db_url: str
 ) -> None:
@@ -171,11 +184,7 @@ async def test_channels_get_the_digest_once_each(
 async def test_a_failed_digest_is_retried_later_not_lost(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
-    await subscribe(store, clock, 1)
-    async with telegram(tg, store, clock) as notifier:
-        digests = job(store, notifier, clock)
-        await digests.run()
-        clock.advance(timedelta(hours=3))
+    async with at_eight(tg, store, clock, 1) as digests:
         tg.fail_next("sendMessage", status=502)
         assert (await digests.run()).retrying == 1
         assert tg.sent(1) == []
@@ -189,11 +198,7 @@ async def test_a_failed_digest_is_retried_later_not_lost(
 async def test_short_flood_waits_are_slept_through(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
-    await subscribe(store, clock, 1)
-    async with telegram(tg, store, clock) as notifier:
-        digests = job(store, notifier, clock)
-        await digests.run()
-        clock.advance(timedelta(hours=3))
+    async with at_eight(tg, store, clock, 1) as digests:
         tg.fail_next("sendPhoto", retry_after=1)
         assert (await digests.run()).sent == 1
     assert kinds(tg.sent(1)) == ["sendMessage", "sendPhoto"]
@@ -202,11 +207,7 @@ async def test_short_flood_waits_are_slept_through(
 async def test_a_blocked_chat_is_unsubscribed_and_the_others_still_get_theirs(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
-    await subscribe(store, clock, 1, 2)
-    async with telegram(tg, store, clock) as notifier:
-        digests = job(store, notifier, clock)
-        await digests.run()
-        clock.advance(timedelta(hours=3))
+    async with at_eight(tg, store, clock, 1, 2) as digests:
         tg.fail_next("sendMessage", chat_id=1, status=403)
         outcome = await digests.run()
     assert (outcome.sent, outcome.dropped) == (1, 1)
@@ -217,11 +218,7 @@ async def test_a_blocked_chat_is_unsubscribed_and_the_others_still_get_theirs(
 async def test_a_group_that_became_a_supergroup_gets_it_there(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
-    await subscribe(store, clock, -500)
-    async with telegram(tg, store, clock) as notifier:
-        digests = job(store, notifier, clock)
-        await digests.run()
-        clock.advance(timedelta(hours=3))
+    async with at_eight(tg, store, clock, -500) as digests:
         tg.fail_next("sendMessage", chat_id=-500, migrate_to_chat_id=-100500)
         assert (await digests.run()).sent == 1
     assert kinds(tg.sent(-100500)) == ["sendMessage", "sendPhoto"]
@@ -231,11 +228,7 @@ async def test_a_group_that_became_a_supergroup_gets_it_there(
 async def test_a_digest_whose_sender_died_goes_out_after_the_lease(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
-    await subscribe(store, clock, 1)
-    async with telegram(tg, store, clock) as notifier:
-        digests = job(store, notifier, clock)
-        await digests.run()
-        clock.advance(timedelta(hours=3))
+    async with at_eight(tg, store, clock, 1) as digests:
         assert len(await store.claim_due_digests(clock())) == 1  # claimed, then the bot died
         assert (await digests.run()).claimed == 0
         clock.advance(DIGEST_LEASE)

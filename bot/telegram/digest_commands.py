@@ -133,30 +133,48 @@ async def _may_change(update: Update, ctx: CommandContext, command: str) -> bool
     return False
 
 
-async def digest_command(update: Update, ctx: CommandContext) -> None:
-    """Show, set (`HH:MM` in the chat's zone) or turn off this chat's daily digest."""
+async def _schedule_of(
+    update: Update, ctx: CommandContext, parsed: str | Usage | None
+) -> DigestSchedule | None:
+    """The chat's digest schedule, or None once the chat was told what is wrong."""
     chat = update.effective_chat
     if chat is None:
-        return
-    parsed = parse_digest(ctx.args)
+        return None
     if isinstance(parsed, Usage):
         await reply(update, parsed.text)
-        return
-    defaults, schedule = _digest_settings(ctx), await ctx.store.digest_schedule(chat.id)
+        return None
+    schedule = await ctx.store.digest_schedule(chat.id)
     if schedule is None:
         await reply(update, NOT_SUBSCRIBED)
+    return schedule
+
+
+async def _save(
+    ctx: CommandContext, schedule: DigestSchedule, hhmm: str, tz: str
+) -> DigestSchedule:
+    """Store a new time or zone with its next due moment (none while off or unsubscribed)."""
+    on = hhmm != OFF and schedule.active
+    due = next_digest_at(hhmm, tz, ctx.now()) if on else None
+    await ctx.store.set_digest(schedule.chat_id, hhmm, tz, due)
+    updated = await ctx.store.digest_schedule(schedule.chat_id)
+    assert updated is not None, "a chat row is never deleted"
+    return updated
+
+
+async def digest_command(update: Update, ctx: CommandContext) -> None:
+    """Show, set (`HH:MM` in the chat's zone) or turn off this chat's daily digest."""
+    parsed = parse_digest(ctx.args)
+    schedule = await _schedule_of(update, ctx, parsed)
+    if schedule is None or isinstance(parsed, Usage):
         return
-    help_line = "/digest HH:MM sets the time, /digest off stops it, /timezone ZONE sets the zone."
+    defaults = _digest_settings(ctx)
     if parsed is None:
+        help_line = "/digest HH:MM sets the time, /digest off stops it, /timezone ZONE the zone."
         await reply(update, f"{_describe(schedule, defaults)}\n{help_line}")
         return
     if not await _may_change(update, ctx, "digest"):
         return
-    tz = schedule.timezone or defaults.timezone
-    due = next_digest_at(parsed, tz, ctx.now()) if parsed != OFF and schedule.active else None
-    await ctx.store.set_digest(chat.id, parsed, tz, due)
-    updated = await ctx.store.digest_schedule(chat.id)
-    assert updated is not None
+    updated = await _save(ctx, schedule, parsed, schedule.timezone or defaults.timezone)
     if parsed == OFF:
         await reply(
             update, "🔕 Daily digest off here. /digest HH:MM turns it on; /summary any time."
@@ -167,17 +185,11 @@ async def digest_command(update: Update, ctx: CommandContext) -> None:
 
 async def timezone_command(update: Update, ctx: CommandContext) -> None:
     """Show or set this chat's IANA time zone, which the digest time is read in."""
-    chat = update.effective_chat
-    if chat is None:
-        return
     parsed = parse_timezone(ctx.args)
-    if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+    schedule = await _schedule_of(update, ctx, parsed)
+    if schedule is None or isinstance(parsed, Usage):
         return
-    defaults, schedule = _digest_settings(ctx), await ctx.store.digest_schedule(chat.id)
-    if schedule is None:
-        await reply(update, NOT_SUBSCRIBED)
-        return
+    defaults = _digest_settings(ctx)
     if parsed is None:
         tz = schedule.timezone or defaults.timezone
         now = _local(ctx.now(), tz).rsplit(" ", 1)[0]
@@ -185,13 +197,7 @@ async def timezone_command(update: Update, ctx: CommandContext) -> None:
         return
     if not await _may_change(update, ctx, "timezone"):
         return
-    hhmm = schedule.digest_time or defaults.time
-    on = hhmm != OFF and schedule.active
-    await ctx.store.set_digest(
-        chat.id, hhmm, parsed, next_digest_at(hhmm, parsed, ctx.now()) if on else None
-    )
-    updated = await ctx.store.digest_schedule(chat.id)
-    assert updated is not None
+    updated = await _save(ctx, schedule, schedule.digest_time or defaults.time, parsed)
     await reply(
         update, f"✅ Time zone set to {html.escape(parsed)}.\n{_describe(updated, defaults)}"
     )
