@@ -76,9 +76,14 @@ def _etf_panel(ax: Axes, data: AssetData) -> None:
 
 
 def _lines_panel(
-    ax: Axes, title: str, series: Sequence[tuple[str, Sequence[Point]]], scale: float
+    ax: Axes,
+    title: str,
+    series: Sequence[tuple[str, Sequence[Point]]],
+    scale: float,
+    *,
+    zero_line: bool,
 ) -> None:
-    """One line per asset, scaled (to % or $B), with a zero line when values cross it."""
+    """One line per asset, scaled (to % or $B); funding gets a zero line, OI keeps its range."""
     present = [(name, points) for name, points in series if points]
     if not present:
         _empty(ax, title)
@@ -86,7 +91,8 @@ def _lines_panel(
     for colour, (name, points) in zip(LINE_COLOURS, present, strict=False):
         when, values = _split(points)
         ax.plot(when, [v * scale for v in values], color=colour, linewidth=2, label=name.upper())
-    ax.axhline(0, color=GREY, linewidth=0.8)
+    if zero_line:
+        ax.axhline(0, color=GREY, linewidth=0.8)
     ax.legend(fontsize=10, loc="upper left")
     _style(ax, title)
 
@@ -115,11 +121,15 @@ def render_chart(data: DigestData, now: datetime) -> bytes:
         _etf_panel(ax, asset)
     funding = [(a.asset, a.funding) for a in data.assets]
     oi = [(a.asset, a.oi) for a in data.assets]
-    _lines_panel(panels[-3], "Funding, OI-weighted, % per 8 h", funding, 100)
-    _lines_panel(panels[-2], "Open interest, total, $B", oi, 1e-9)
+    _lines_panel(panels[-3], "Funding, OI-weighted, % per 8 h", funding, 100, zero_line=True)
+    _lines_panel(panels[-2], "Open interest, total, $B", oi, 1e-9, zero_line=False)
     _fear_greed_panel(panels[-1], data.fear_greed)
     fig.suptitle(f"Stablewatch · {now:%d %b %Y %H:%M} UTC", fontsize=13)
-    fig.tight_layout()
+    # fixed margins: `tight_layout` would draw the whole figure once more just to measure it
+    height = fig.get_figheight()
+    fig.subplots_adjust(
+        left=0.09, right=0.98, top=1 - 0.75 / height, bottom=0.35 / height, hspace=0.5
+    )
     return _png(fig)
 
 
