@@ -134,6 +134,7 @@ class Runtime:
             self.settings.digest,
             lambda: self.channels,
             self._outbox.pacer,  # digests and alerts share one set of rate limits
+            self.rule_set,
         )
         self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
         http = self._http = HttpClient(self._session)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import DeliverySettings, DigestSettings
+from bot.engine.rules import load_rules
 from bot.interchange import read_csv
-from bot.model import ChatKind
+from bot.model import ChatKind, Transition, TransitionKind
 from bot.notify import Notifier
 from bot.notify.console import ConsoleNotifier
 from bot.notify.digest_job import RETRY_LATER, DigestJob
@@ -30,6 +31,7 @@ from tests.test_telegram import TOKEN, running
 MARKET = Path(__file__).parent / "fixtures" / "market"
 START = datetime(2025, 11, 1, 5, 0, tzinfo=UTC)
 """The morning after the one day the recorded data covers ETF flows, funding and F&G together."""
+RULES = load_rules(ROOT / "rules")
 FAST = DeliverySettings(global_rate=100, private_rate=100, group_per_minute=600)
 
 
@@ -82,6 +84,7 @@ def job(
         settings or DigestSettings(time="08:00", timezone="UTC"),
         lambda: list(channels),
         Pacer(FAST),
+        lambda: RULES,
     )
 
 
@@ -165,6 +168,20 @@ async def test_next_day_is_the_next_local_day_not_a_24h_repeat(
         clock.advance(timedelta(minutes=30))
         assert (await digests.run()).sent == 1
     assert kinds(tg.sent(1)) == ["sendMessage", "sendPhoto"] * 2
+
+
+async def test_alerts_in_a_digest_follow_the_chats_subscribe_choice(
+    tg: FakeTelegram, store: Store, clock: SteppingClock
+) -> None:
+    for rule in ("extreme-fear", "btc-etf-outflow-streak"):
+        fired = Transition(rule, TransitionKind.FIRING, clock(), 1.0, f"{rule} fired")
+        await store.record_evaluation([], [fired], [], clock())
+    await store.set_filter("1", ["tag:etf"])
+    async with at_eight(tg, store, clock, 1, 2) as digests:
+        assert (await digests.run()).sent == 2
+    narrowed, everything = tg.sent(1)[0].text, tg.sent(2)[0].text
+    assert "btc-etf-outflow-streak" in narrowed and "extreme-fear" not in narrowed
+    assert "btc-etf-outflow-streak" in everything and "extreme-fear" in everything
 
 
 async def test_channels_get_the_digest_once_each(

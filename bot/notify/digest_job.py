@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from math import ceil
 
+from bot.alerts.policy import wanted
 from bot.config import DeliverySettings, DigestSettings
+from bot.engine.rules import RuleSet
 from bot.model import Clock
 from bot.notify import DeliveryError, Notifier
 from bot.notify.chart import render_chart
@@ -53,17 +56,34 @@ class Composer:
         self._texts: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
-    async def compose(self, tz: str, title: str = "Stablewatch daily digest") -> Composed:
-        """The digest for one zone; the chart is drawn in a thread so chats keep being served."""
+    async def compose(
+        self,
+        tz: str,
+        title: str = "Stablewatch daily digest",
+        chat_filter: frozenset[str] = frozenset(),
+        rules: RuleSet | None = None,
+    ) -> Composed:
+        """The digest for one zone, its alerts narrowed to a chat's /subscribe choice if any.
+
+        The chart is drawn in a thread so chats keep being served meanwhile.
+        """
         async with self._lock:
             if self._data is None:
                 self._data = await load_digest_data(self._store, self._assets, self._now)
             if self._chart is None:
                 self._chart = await asyncio.to_thread(render_chart, self._data, self._now)
-            key = f"{tz}\n{title}"
+            key = "\n".join([tz, title, *sorted(chat_filter)])
             if key not in self._texts:
-                digest = build_digest(self._data, self._now, tz)
-                self._texts[key] = render_digest(digest, title)
+                data = self._data
+                if chat_filter:
+                    known = rules or RuleSet()
+                    kept = [
+                        t
+                        for t in data.transitions
+                        if wanted(set(chat_filter), known.get(t.rule_id), t.rule_id)
+                    ]
+                    data = replace(data, transitions=tuple(kept))
+                self._texts[key] = render_digest(build_digest(data, self._now, tz), title)
         caption = f"📈 {title} · {self._now:%d %b %Y %H:%M} UTC"
         return Composed(self._texts[key], self._chart, caption)
 
@@ -95,10 +115,11 @@ class DigestJob:
         settings: DigestSettings,
         channels: Callable[[], Sequence[str]],
         pacer: Pacer | None = None,
+        rules: Callable[[], RuleSet] = RuleSet,
     ) -> None:
         self.store, self.notifier, self.clock = store, notifier, clock
         self.assets, self.settings, self.channels = tuple(assets), settings, channels
-        self.pacer = pacer
+        self.pacer, self.rules = pacer, rules
         rate = pacer.settings.global_rate if pacer else DeliverySettings().global_rate
         self._in_flight = asyncio.Semaphore(max(1, ceil(rate)))
 
@@ -111,11 +132,14 @@ class DigestJob:
             self.settings.time, self.settings.timezone, now, with_channels=bool(channels)
         )
         composer = Composer(self.store, self.assets, now)
+        filters, rules = await self.store.filters(), self.rules()
         while claimed := await self.store.claim_due_digests(now, limit=BATCH):
             result.claimed += len(claimed)
             async with asyncio.TaskGroup() as group:
                 for schedule in claimed:
-                    group.create_task(self._one(schedule, composer, channels, result))
+                    only = frozenset(filters.get(str(schedule.chat_id), ()))
+                    compose = partial(composer.compose, chat_filter=only, rules=rules)
+                    group.create_task(self._one(schedule, compose, channels, result))
             if len(claimed) < BATCH:
                 break
         if result.claimed:
@@ -129,14 +153,18 @@ class DigestJob:
         return result
 
     async def _one(
-        self, schedule: DigestSchedule, composer: Composer, channels: list[str], result: DigestRun
+        self,
+        schedule: DigestSchedule,
+        compose: Callable[[str], Awaitable[Composed]],
+        channels: list[str],
+        result: DigestRun,
     ) -> None:
         """Deliver one claimed digest and settle its claim; no error escapes to the others."""
         # The channels' row covers several chats: retrying it would repeat the ones that got it.
         shared = schedule.chat_id == CHANNELS_ROW
         targets = channels if shared else [str(schedule.chat_id)]
         try:
-            composed = await composer.compose(schedule.timezone or self.settings.timezone)
+            composed = await compose(schedule.timezone or self.settings.timezone)
             delivered = [
                 await self._deliver(chat, composed, result, may_retry=not shared)
                 for chat in targets

@@ -68,7 +68,9 @@ async def summary_command(update: Update, ctx: CommandContext) -> None:
     await _busy(update, ctx)
     schedule = await ctx.store.digest_schedule(chat.id)
     tz = (schedule.timezone if schedule else None) or _digest_settings(ctx).timezone
-    composed = await Composer(ctx.store, _assets(ctx), ctx.now()).compose(tz, "Stablewatch summary")
+    only = frozenset((await ctx.store.filters()).get(str(chat.id), ()))
+    composer = Composer(ctx.store, _assets(ctx), ctx.now())
+    composed = await composer.compose(tz, "Stablewatch summary", only, ctx.rules())
     for chunk in split_html(composed.text):
         await reply(update, chunk)
     await _reply_photo(update, composed.chart, composed.caption)
