@@ -13,25 +13,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
-from math import ceil
 
 from bot.alerts.policy import wanted
-from bot.config import DeliverySettings, DigestSettings
+from bot.config import DigestSettings
 from bot.engine.rules import RuleSet
 from bot.model import Clock
 from bot.notify import DeliveryError, Notifier
 from bot.notify.chart import render_chart
 from bot.notify.digest import DigestData, build_digest, load_digest_data, render_digest
-from bot.notify.outbox import Pacer, is_private
-from bot.notify.render import to_plain
+from bot.notify.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
 from bot.notify.schedule import CHANNELS_ROW, DigestSchedule
-from bot.notify.split import split_html
+from bot.notify.split import message_chunks
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 RETRY_LATER = timedelta(minutes=5)
 """A digest Telegram could not take (network, 5xx, long flood wait) is tried again after this."""
-MAX_INLINE_WAIT = 60.0
 INLINE_TRIES = 3
 BATCH = 100
 """Digests claimed at a time: a batch goes out well within one claim lease."""
@@ -104,7 +101,7 @@ class _Retry(Exception):
 
 
 class DigestJob:
-    """Sends every due digest through the notifier, paced like alerts when a pacer is given."""
+    """Sends every due digest through the notifier, paced by the pacer the alerts use."""
 
     def __init__(
         self,
@@ -114,14 +111,12 @@ class DigestJob:
         assets: Sequence[str],
         settings: DigestSettings,
         channels: Callable[[], Sequence[str]],
-        pacer: Pacer | None = None,
+        pacer: Pacer,
         rules: Callable[[], RuleSet] = RuleSet,
     ) -> None:
         self.store, self.notifier, self.clock = store, notifier, clock
         self.assets, self.settings, self.channels = tuple(assets), settings, channels
         self.pacer, self.rules = pacer, rules
-        rate = pacer.settings.global_rate if pacer else DeliverySettings().global_rate
-        self._in_flight = asyncio.Semaphore(max(1, ceil(rate)))
 
     async def run(self) -> DigestRun:
         """Schedule new chats, then claim and send due digests batch by batch."""
@@ -132,9 +127,12 @@ class DigestJob:
             self.settings.time, self.settings.timezone, now, with_channels=bool(channels)
         )
         composer = Composer(self.store, self.assets, now)
-        filters, rules = await self.store.filters(), self.rules()
+        filters: dict[str, set[str]] | None = None
+        rules = self.rules()
         while claimed := await self.store.claim_due_digests(now, limit=BATCH):
             result.claimed += len(claimed)
+            if filters is None:  # read only when something is due: this job runs every 30 s
+                filters = await self.store.filters()
             async with asyncio.TaskGroup() as group:
                 for schedule in claimed:
                     only = frozenset(filters.get(str(schedule.chat_id), ()))
@@ -169,14 +167,10 @@ class DigestJob:
                 await self._deliver(chat, composed, result, may_retry=not shared)
                 for chat in targets
             ]
-        except _Retry:
-            retry_at = self.clock() + RETRY_LATER
-            await self.store.release_digest(schedule, retry_at)
-            result.retrying += 1
-            return
-        except Exception as exc:  # a bug must not stop the other chats' digests
-            log.exception("digest for chat %s failed", schedule.chat_id)
-            result.errors.append(f"{schedule.chat_id}: {exc}")
+        except Exception as exc:  # a bug must not stop the other chats' digests either
+            if not isinstance(exc, _Retry):
+                log.exception("digest for chat %s failed", schedule.chat_id)
+                result.errors.append(f"{schedule.chat_id}: {exc}")
             await self.store.release_digest(schedule, self.clock() + RETRY_LATER)
             result.retrying += 1
             return
@@ -190,10 +184,10 @@ class DigestJob:
         self, chat: str, composed: Composed, result: DigestRun, *, may_retry: bool
     ) -> bool:
         """Text (split if long) then chart; False if Telegram refused for good."""
-        chunks = [c for c in split_html(composed.text) if to_plain(c).strip()] or [composed.text]
+        send, photo = self.notifier.send, self.notifier.send_photo
         calls: list[Callable[[str], Awaitable[int | None]]] = [
-            *(_text_call(self.notifier, chunk) for chunk in chunks),
-            _photo_call(self.notifier, composed.chart, composed.caption),
+            *(partial(send, text=chunk) for chunk in message_chunks(composed.text)),
+            partial(photo, png=composed.chart, caption=composed.caption),
         ]
         for delivered, call in enumerate(calls):
             try:
@@ -208,7 +202,7 @@ class DigestJob:
         """Decide what a failure means for the digest: retry, drop, or keep what went out."""
         result.errors.append(f"{chat}: {exc}")
         if exc.deactivate:
-            number = _numeric(chat)
+            number = numeric_chat(chat)
             if number is not None:
                 await self.store.unsubscribe(number)
             log.info("digest: chat %s is closed to the bot; unsubscribed it", chat)
@@ -227,57 +221,31 @@ class DigestJob:
         migrated = False
         for attempt in range(INLINE_TRIES + 1):
             try:
-                await self._paced(chat, call)
+                await self.pacer.run(chat, partial(call, chat))
             except DeliveryError as exc:
                 if exc.migrate_to is not None and not migrated:
                     chat = await self._migrate(chat, exc.migrate_to)
                     migrated = True
                     continue
                 wait = exc.retry_after
-                if exc.permanent or wait is None or wait > MAX_INLINE_WAIT:
+                if (
+                    exc.permanent
+                    or wait is None
+                    or wait > MAX_INLINE_WAIT
+                    or attempt == INLINE_TRIES
+                ):
                     raise
-                if attempt == INLINE_TRIES:
-                    raise
-                if self.pacer is not None and is_private(chat):
+                if is_private(chat):
                     self.pacer.pause_all(wait)
                 await asyncio.sleep(wait)
                 continue
             return chat
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _paced(self, chat: str, call: Callable[[str], Awaitable[int | None]]) -> None:
-        """Within the chat's and the overall limits shared with alerts."""
-        if self.pacer is not None:
-            await self.pacer.chat_turn(chat)
-        async with self._in_flight:
-            if self.pacer is not None:
-                await self.pacer.overall_turn()
-            await call(chat)
-
     async def _migrate(self, chat: str, new_chat: int) -> str:
         """Follow a group that became a supergroup, moving its subscription and schedule."""
-        old = _numeric(chat)
+        old = numeric_chat(chat)
         if old is not None:
             await self.store.move_subscription(old, new_chat)
         log.info("digest: chat %s migrated to %s; sending there", chat, new_chat)
         return str(new_chat)
-
-
-def _text_call(notifier: Notifier, text: str) -> Callable[[str], Awaitable[int | None]]:
-    async def call(chat: str) -> int | None:
-        return await notifier.send(chat, text)
-
-    return call
-
-
-def _photo_call(
-    notifier: Notifier, png: bytes, caption: str
-) -> Callable[[str], Awaitable[int | None]]:
-    async def call(chat: str) -> int | None:
-        return await notifier.send_photo(chat, png, caption)
-
-    return call
-
-
-def _numeric(chat: str) -> int | None:
-    return int(chat) if chat.lstrip("-").isdigit() else None

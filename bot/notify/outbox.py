@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from math import ceil
+from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 
 from bot.config import DeliverySettings
 from bot.model import Clock, OutboxItem, TransitionKind
 from bot.notify import DeliveryError, Notifier
-from bot.notify.render import to_plain
-from bot.notify.split import split_html
+from bot.notify.split import message_chunks
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ MAX_INLINE_WAIT = 60.0
 """A flood wait up to this long is slept through; a longer one goes back to the outbox."""
 MAX_INLINE_RETRIES = 5
 _PRUNE_AT = 4096
+T = TypeVar("T")
 
 
 def retry_delay(attempts: int, jitter: Callable[[], float] = random.random) -> timedelta:
@@ -46,7 +47,8 @@ def is_private(chat_id: str) -> bool:
     return chat_id.isdigit()
 
 
-def _numeric(chat_id: str) -> int | None:
+def numeric_chat(chat_id: str) -> int | None:
+    """The store's chat id for a numeric Telegram target; None for `@channel` names."""
     return int(chat_id) if chat_id.lstrip("-").isdigit() else None
 
 
@@ -93,6 +95,7 @@ class Pacer:
         self._overall = AsyncLimiter(settings.global_rate, 1.0)
         self._chats: dict[str, AsyncLimiter] = {}
         self._resume_at = 0.0
+        self._in_flight = asyncio.Semaphore(max(1, ceil(settings.global_rate)))
 
     def _chat(self, chat: str) -> AsyncLimiter:
         """One message per period per chat, evenly spaced: no bursts for Telegram to punish."""
@@ -124,6 +127,13 @@ class Pacer:
             if self._resume_at <= loop.time():
                 return
 
+    async def run(self, chat: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Make one Telegram call within the chat's, the overall and the concurrency limits."""
+        await self.chat_turn(chat)
+        async with self._in_flight:
+            await self.overall_turn()
+            return await call()
+
     def pause_all(self, seconds: float) -> None:
         """Stop every send for a while: Telegram said we flood overall."""
         self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + seconds)
@@ -146,7 +156,6 @@ class OutboxWorker:
         self.worker_id = worker_id
         self.settings = settings or DeliverySettings()
         self.pacer = Pacer(self.settings)
-        self._in_flight = asyncio.Semaphore(max(1, ceil(self.settings.global_rate)))
         self._writes = asyncio.Lock()  # one store write at a time: SQLite has a single writer
         self._gone: set[str] = set()
 
@@ -232,7 +241,9 @@ class OutboxWorker:
         if unit.edit_of is not None:
             message_id = unit.edit_of
             try:
-                await self._paced(unit.chat, partial(self._edit, unit.chat, message_id, unit.text))
+                await self.pacer.run(
+                    unit.chat, partial(self._edit, unit.chat, message_id, unit.text)
+                )
             except DeliveryError as exc:
                 if not exc.permanent or exc.deactivate:
                     raise
@@ -242,10 +253,10 @@ class OutboxWorker:
                 unit.message_id = message_id
                 return
         if not unit.chunks:
-            unit.chunks = [c for c in split_html(unit.text) if to_plain(c).strip()] or [unit.text]
+            unit.chunks = message_chunks(unit.text)
         while unit.delivered < len(unit.chunks):
             send = partial(self.notifier.send, unit.chat, unit.chunks[unit.delivered])
-            accepted = await self._paced(unit.chat, send)
+            accepted = await self.pacer.run(unit.chat, send)
             unit.message_id = accepted if unit.delivered == 0 else unit.message_id
             unit.delivered += 1
 
@@ -253,16 +264,9 @@ class OutboxWorker:
         await self.notifier.edit(chat, message_id, text)
         return message_id
 
-    async def _paced(self, chat: str, call: Callable[[], Awaitable[int | None]]) -> int | None:
-        """Make one Telegram call within the chat's, the overall and the concurrency limits."""
-        await self.pacer.chat_turn(chat)
-        async with self._in_flight:
-            await self.pacer.overall_turn()
-            return await call()
-
     async def _migrate(self, unit: _Unit, new_chat: int) -> None:
         """Follow a group that became a supergroup: move its subscription, resend there."""
-        old = _numeric(unit.chat)
+        old = numeric_chat(unit.chat)
         if old is not None:
             async with self._writes:
                 await self.store.move_subscription(old, new_chat)
@@ -292,7 +296,7 @@ class OutboxWorker:
     async def _deactivate(self, chat: str) -> None:
         """The chat blocked or removed the bot: unsubscribe it and skip its other rows."""
         self._gone.add(chat)
-        number = _numeric(chat)
+        number = numeric_chat(chat)
         if number is not None:
             async with self._writes:
                 await self.store.unsubscribe(number)

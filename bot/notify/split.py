@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.notify.render import to_plain
+
 MAX_MESSAGE = 4096
 _TOKEN = re.compile(r"<[^<>]*>|&(?:#[0-9]+|#x[0-9A-Fa-f]+|[A-Za-z]+);|.", re.DOTALL)
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)")
@@ -135,3 +137,8 @@ def split_html(text: str, limit: int = MAX_MESSAGE) -> list[str]:
         tokens = _TOKEN.findall(line)
         splitter.place(tokens, _words(tokens))
     return splitter.finish()
+
+
+def message_chunks(text: str) -> list[str]:
+    """The messages one text goes out as: split to fit, chunks with nothing visible dropped."""
+    return [c for c in split_html(text) if to_plain(c).strip()] or [text]

@@ -212,7 +212,7 @@ def _kind(chat: Chat) -> ChatKind:
     return ChatKind(str(chat.type))
 
 
-async def _chat_filter(ctx: CommandContext, chat: Chat) -> set[str]:
+async def chat_filter(ctx: CommandContext, chat: Chat) -> set[str]:
     """The chat's current filter; empty means every alert."""
     return (await ctx.store.filters()).get(str(chat.id), set())
 
@@ -237,7 +237,7 @@ async def subscribe_command(update: Update, ctx: CommandContext) -> None:
     if isinstance(parsed, Usage):
         await reply(update, parsed.text)
         return
-    current = await _chat_filter(ctx, chat)
+    current = await chat_filter(ctx, chat)
     if parsed:
         for target in parsed:
             current = views.choose(current, target)
@@ -258,7 +258,7 @@ async def unsubscribe_command(update: Update, ctx: CommandContext) -> None:
     if isinstance(parsed, Usage):
         await reply(update, parsed.text)
         return
-    current: set[str] | None = await _chat_filter(ctx, chat)
+    current: set[str] | None = await chat_filter(ctx, chat)
     if parsed:
         for target in parsed:
             current = views.drop(current, target, rules) if current is not None else None
@@ -292,7 +292,7 @@ async def on_callback(update: Update, ctx: CommandContext) -> None:
     if not allowed(update, ctx.settings) or not await is_chat_admin(update, ctx):
         await query.answer("Only this group's admins can change its alerts.", show_alert=True)
         return
-    chosen = _choice(action, target, await _chat_filter(ctx, chat), rules)
+    chosen = _choice(action, target, await chat_filter(ctx, chat), rules)
     text = await save_choice(ctx, chat, chosen)
     await query.answer()
     markup = views.keyboard(action, known_targets(rules), chosen or set())

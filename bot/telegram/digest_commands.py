@@ -7,6 +7,7 @@ import difflib
 import html
 import logging
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from telegram import Update
 from telegram.constants import ChatAction, ParseMode
@@ -19,7 +20,7 @@ from bot.notify.schedule import OFF, DigestSchedule, next_digest_at
 from bot.notify.split import split_html
 from bot.numbers import for_series
 from bot.telegram.args import Usage, parse_chart, parse_digest, parse_timezone
-from bot.telegram.commands import CommandContext, is_chat_admin, reply
+from bot.telegram.commands import CommandContext, chat_filter, is_chat_admin, reply
 
 log = logging.getLogger(__name__)
 NOT_SUBSCRIBED = "This chat is not subscribed, so it gets no digest. /start subscribes it."
@@ -35,8 +36,6 @@ def _assets(ctx: CommandContext) -> list[str]:
 
 def _local(moment: datetime, tz: str) -> str:
     """A moment as the chat reads it, written like the digest: "Sun 2 Nov 08:00 Europe/Berlin"."""
-    from zoneinfo import ZoneInfo
-
     local = moment.astimezone(ZoneInfo(tz))
     return f"{local:%a} {local.day} {local:%b %H:%M} {html.escape(tz)}"
 
@@ -68,7 +67,7 @@ async def summary_command(update: Update, ctx: CommandContext) -> None:
     await _busy(update, ctx)
     schedule = await ctx.store.digest_schedule(chat.id)
     tz = (schedule.timezone if schedule else None) or _digest_settings(ctx).timezone
-    only = frozenset((await ctx.store.filters()).get(str(chat.id), ()))
+    only = frozenset(await chat_filter(ctx, chat))
     composer = Composer(ctx.store, _assets(ctx), ctx.now())
     composed = await composer.compose(tz, "Stablewatch summary", only, ctx.rules())
     for chunk in split_html(composed.text):
