@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import DeliverySettings, DigestSettings, TelegramSettings
+from bot.delivery.outbox import Pacer
+from bot.digest.job import Composer, DigestJob
 from bot.model import ChatKind, Observation
-from bot.notify.digest_job import Composer, DigestJob
-from bot.notify.outbox import Pacer
 from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier

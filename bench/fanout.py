@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import DeliverySettings, TelegramSettings
+from bot.delivery.outbox import OutboxWorker
 from bot.model import ChatKind, Transition, TransitionKind
-from bot.notify.outbox import OutboxWorker
 from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier

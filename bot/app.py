@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.alerts.pipeline import evaluate_series
 from bot.config import Settings
+from bot.delivery.console import ConsoleNotifier
+from bot.delivery.notifier import DeliveryError, Notifier
+from bot.delivery.outbox import OutboxWorker
 from bot.derive_job import derive_and_store
+from bot.digest.job import DigestJob, DigestRun
 from bot.engine.rules import RuleSet, load_rules
 from bot.model import Clock, system_clock
-from bot.notify import DeliveryError, Notifier
-from bot.notify.console import ConsoleNotifier
-from bot.notify.digest_job import DigestJob, DigestRun
-from bot.notify.outbox import OutboxWorker
 from bot.polling import poll_source
 from bot.rules_watch import RulesWatcher
 from bot.scheduler import Scheduler

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from bot.digest.job import Composed
     from bot.engine.series import Series
-    from bot.notify.digest_job import Composed
 
 log = logging.getLogger("stablewatch")
 os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: durations as timedelta, no warnings
@@ -197,7 +197,7 @@ async def _status(settings: Settings) -> int:
         states = await store.alert_states()
     finally:
         await store.close()
-    from bot.status import source_statuses
+    from bot.sources.status import source_statuses
 
     print("sources:")
     for status in source_statuses(health, settings, datetime.now(UTC)):
@@ -285,7 +285,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     finally:
         done()
     if args.chart:
-        from bot.notify.backtest_chart import draw
+        from bot.digest.backtest_chart import draw
 
         draw(args.chart, rules, data, events)
     if args.json:
@@ -362,7 +362,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # summary -----------------------------------------------------------------------------------------
 async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed:
-    from bot.notify.digest_job import Composer
+    from bot.digest.job import Composer
     from bot.store import open_store
 
     now = (at or datetime.now(UTC)).astimezone(UTC)
@@ -377,9 +377,9 @@ async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print the digest as `/summary` shows it, from the store, at a chosen moment."""
-    from bot.notify.page import summary_page
-    from bot.notify.render import to_plain
-    from bot.notify.schedule import zone_name
+    from bot.delivery.split import to_plain
+    from bot.digest.page import summary_page
+    from bot.digest.schedule import zone_name
 
     settings = _settings(args)
     tz = zone_name(args.zone) if args.zone else settings.digest.timezone

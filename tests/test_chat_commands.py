@@ -14,10 +14,10 @@ import pytest
 from bot.config import Settings, TelegramSettings
 from bot.engine.rules import RuleSet, load_rules
 from bot.model import AlertState, AlertStatus, ChatKind, SourceHealth, Transition, TransitionKind
-from bot.service import Service
 from bot.store import Store, open_store
 from bot.telegram.app import TelegramApp, build_application, start_telegram
 from bot.telegram.app import stop_telegram as stop_app
+from bot.telegram.service import Service
 from tests.conftest import ROOT, SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
 

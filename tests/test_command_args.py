@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.digest.schedule import OFF, parse_hhmm
 from bot.engine.rules import load_rules
-from bot.notify.schedule import OFF, parse_hhmm
 from bot.telegram.args import (
     MAX_MUTE,
     MAX_SPAN,

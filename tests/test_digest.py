@@ -6,9 +6,9 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.notify.chart import render_chart, render_series_chart
-from bot.notify.digest import AssetData, DigestData, build_digest, render_digest
-from bot.notify.schedule import next_digest_at, parse_hhmm, zone
+from bot.digest.chart import render_chart, render_series_chart
+from bot.digest.schedule import next_digest_at, parse_hhmm, zone
+from bot.digest.scorecard import AssetData, DigestData, build_digest, render_digest
 
 MARKET = Path(__file__).parent / "fixtures" / "market"
 NOV21 = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)

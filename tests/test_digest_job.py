@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from bot.config import DeliverySettings, DigestSettings
+from bot.delivery.console import ConsoleNotifier
+from bot.delivery.notifier import Notifier
+from bot.delivery.outbox import Pacer
+from bot.digest.job import RETRY_LATER, DigestJob
+from bot.digest.schedule import DIGEST_LEASE
 from bot.engine.rules import load_rules
 from bot.interchange import read_csv
 from bot.model import ChatKind, Transition, TransitionKind
-from bot.notify import Notifier
-from bot.notify.console import ConsoleNotifier
-from bot.notify.digest_job import RETRY_LATER, DigestJob
-from bot.notify.outbox import Pacer
-from bot.notify.schedule import DIGEST_LEASE
 from bot.numbers import usd
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
@@ -284,8 +284,7 @@ async def test_console_prints_the_digest_and_saves_the_chart(
 def test_start_up_imports_no_matplotlib() -> None:
     """The chart library loads on the first chart only, keeping start-up fast and small."""
     code = (
-        "import sys, bot.app, bot.telegram.app, bot.notify.digest_job;"
-        "print('matplotlib' in sys.modules)"
+        "import sys, bot.app, bot.telegram.app, bot.digest.job;print('matplotlib' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import DeliverySettings
+from bot.delivery.console import ConsoleNotifier
+from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, Pacer, plan, retry_delay
+from bot.delivery.split import to_plain
 from bot.model import ChatKind, Transition, TransitionKind
-from bot.notify.console import ConsoleNotifier
-from bot.notify.outbox import MAX_ATTEMPTS, OutboxWorker, Pacer, plan, retry_delay
-from bot.notify.render import to_plain
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
 from tests.conftest import SteppingClock

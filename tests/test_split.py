@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.notify.split import split_html, utf16_len
+from bot.delivery.split import split_html, utf16_len
 from tests.harness.fake_telegram import parse_html
 
 _TAGS = re.compile(r"<[^<>]*>")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select, text, update
 
+from bot.digest.schedule import DIGEST_LEASE, OFF
 from bot.model import (
     AlertState,
     AlertStatus,
@@ -19,7 +20,6 @@ from bot.model import (
     Transition,
     TransitionKind,
 )
-from bot.notify.schedule import DIGEST_LEASE, OFF
 from bot.store import migrations
 from bot.store import schema as db
 from bot.store.sql import SqlStore

@@ -13,9 +13,9 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bot.config import TelegramSettings
+from bot.delivery.notifier import DeliveryError
+from bot.delivery.split import to_plain
 from bot.model import ChatKind, Clock
-from bot.notify import DeliveryError
-from bot.notify.render import to_plain
 from bot.store import Store, open_store
 from bot.telegram.app import TelegramApp, TelegramStartError, build_application, start_telegram
 from bot.telegram.app import stop_telegram as stop_app

@@ -12,13 +12,13 @@ from typing import Any
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
 from bot.alerts.policy import STORM_WINDOW, plan
+from bot.alerts.render import render_transition
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
 from bot.engine.rules import AnyRule, RuleSet, SeriesRule
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch
-from bot.notify.render import render_transition
 from bot.store import Store
 
 log = logging.getLogger(__name__)

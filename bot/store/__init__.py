@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bot.digest.schedule import DIGEST_LEASE, DigestSchedule
 from bot.model import (
     AlertState,
     ChatKind,
@@ -15,7 +16,6 @@ from bot.model import (
     Subscription,
     Transition,
 )
-from bot.notify.schedule import DIGEST_LEASE, DigestSchedule
 
 
 class Store(Protocol):

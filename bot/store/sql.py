@@ -27,6 +27,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot.digest.schedule import (
+    CHANNELS_ROW,
+    DIGEST_LEASE,
+    OFF,
+    DigestSchedule,
+    next_digest_at,
+    zone,
+)
 from bot.model import (
     AlertState,
     AlertStatus,
@@ -41,14 +49,6 @@ from bot.model import (
     from_epoch,
     system_clock,
     to_epoch,
-)
-from bot.notify.schedule import (
-    CHANNELS_ROW,
-    DIGEST_LEASE,
-    OFF,
-    DigestSchedule,
-    next_digest_at,
-    zone,
 )
 from bot.store import migrations
 from bot.store import schema as db

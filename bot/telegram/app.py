@@ -32,7 +32,6 @@ from telegram.ext import (
 
 from bot.config import TelegramSettings
 from bot.model import ChatKind, Clock
-from bot.service import Service
 from bot.store import Store
 from bot.telegram.commands import (
     Command,
@@ -43,6 +42,7 @@ from bot.telegram.commands import (
     unknown_command,
 )
 from bot.telegram.registry import COMMANDS
+from bot.telegram.service import Service
 
 log = logging.getLogger(__name__)
 

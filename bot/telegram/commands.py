@@ -16,8 +16,7 @@ from bot.config import TelegramSettings
 from bot.durations import format_duration
 from bot.engine.rules import RuleSet
 from bot.model import ChatKind, Clock
-from bot.service import Service
-from bot.status import source_statuses
+from bot.sources.status import source_statuses
 from bot.store import Store
 from bot.telegram import views
 from bot.telegram.args import (
@@ -28,6 +27,7 @@ from bot.telegram.args import (
     parse_targets,
     parse_unmute,
 )
+from bot.telegram.service import Service
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.error import TelegramError
 
 from bot.config import DigestSettings, MarketsSettings
-from bot.notify.chart import render_series_chart
-from bot.notify.digest_job import Composer
-from bot.notify.schedule import OFF, DigestSchedule, next_digest_at
-from bot.notify.split import split_html
+from bot.delivery.split import split_html
+from bot.digest.chart import render_series_chart
+from bot.digest.job import Composer
+from bot.digest.schedule import OFF, DigestSchedule, next_digest_at
 from bot.numbers import for_series
 from bot.telegram.args import Usage, parse_chart, parse_digest, parse_timezone
 from bot.telegram.commands import CommandContext, chat_filter, is_chat_admin, reply

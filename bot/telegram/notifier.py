@@ -19,8 +19,8 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot.notify import DeliveryError
-from bot.notify.render import to_plain
+from bot.delivery.notifier import DeliveryError
+from bot.delivery.split import to_plain
 
 log = logging.getLogger(__name__)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)

@@ -11,7 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.durations import format_duration
 from bot.engine.rules import RuleSet
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind
-from bot.status import SourceStatus
+from bot.sources.status import SourceStatus
 
 SUBSCRIBE, UNSUBSCRIBE = "sub", "unsub"
 _MAX_DATA = 64  # bytes of callback_data Telegram accepts

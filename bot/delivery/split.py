@@ -8,14 +8,19 @@ chunk's end are closed there and reopened at the start of the next chunk.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
-
-from bot.notify.render import to_plain
 
 MAX_MESSAGE = 4096
 _TOKEN = re.compile(r"<[^<>]*>|&(?:#[0-9]+|#x[0-9A-Fa-f]+|[A-Za-z]+);|.", re.DOTALL)
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)")
+_ANY_TAG = re.compile(r"<[^>]+>")
+
+
+def to_plain(text: str) -> str:
+    """Strip HTML tags and entities, for the console and for plain-text re-sends."""
+    return html.unescape(_ANY_TAG.sub("", text))
 
 
 def utf16_len(text: str) -> int:

@@ -16,14 +16,14 @@ from functools import partial
 
 from bot.alerts.policy import wanted
 from bot.config import DigestSettings
+from bot.delivery.notifier import DeliveryError, Notifier
+from bot.delivery.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
+from bot.delivery.split import message_chunks
+from bot.digest.chart import render_chart
+from bot.digest.schedule import CHANNELS_ROW, DigestSchedule
+from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
 from bot.engine.rules import RuleSet
 from bot.model import Clock
-from bot.notify import DeliveryError, Notifier
-from bot.notify.chart import render_chart
-from bot.notify.digest import DigestData, build_digest, load_digest_data, render_digest
-from bot.notify.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
-from bot.notify.schedule import CHANNELS_ROW, DigestSchedule
-from bot.notify.split import message_chunks
 from bot.store import Store
 
 log = logging.getLogger(__name__)

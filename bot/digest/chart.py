@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.notify.digest import AssetData, DigestData, Point
+from bot.digest.scorecard import AssetData, DigestData, Point
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -21,9 +21,9 @@ from typing import TypeVar
 from aiolimiter import AsyncLimiter
 
 from bot.config import DeliverySettings
+from bot.delivery.notifier import DeliveryError, Notifier
+from bot.delivery.split import message_chunks
 from bot.model import Clock, OutboxItem, TransitionKind
-from bot.notify import DeliveryError, Notifier
-from bot.notify.split import message_chunks
 from bot.store import Store
 
 log = logging.getLogger(__name__)

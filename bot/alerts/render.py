@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import html
-import re
 from datetime import datetime
 
 from bot.durations import format_duration
 from bot.model import Transition, TransitionKind
 
 _ICON = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
-_TAG = re.compile(r"<[^>]+>")
 
 
 def _when(at: datetime) -> str:
@@ -38,8 +36,3 @@ def render_transition(transition: Transition, name: str, series: str) -> str:
         lasted = f" after {format_duration(transition.at - transition.fired_at)}"
     reason = f" ({html.escape(transition.reason)})" if transition.reason else ""
     return f"✅ <b>Resolved: {title}</b>{lasted}{reason}\n{body}\n{footer}"
-
-
-def to_plain(text: str) -> str:
-    """Strip HTML tags and entities, for the console and for plain-text re-sends."""
-    return html.unescape(_TAG.sub("", text))

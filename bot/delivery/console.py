@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.notify.render import to_plain
+from bot.delivery.split import to_plain
 
 
 class ConsoleNotifier:

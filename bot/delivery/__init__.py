@@ -1,0 +1,1 @@
+"""Getting messages to chats: the notifier protocol, the outbox worker, pacing and splitting."""

@@ -1,0 +1,1 @@
+"""The daily digest: its scorecard, schedule, job, charts and HTML page."""
