@@ -379,7 +379,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """Print the digest as `/summary` shows it, from the store, at a chosen moment."""
     from bot.delivery.split import to_plain
     from bot.digest.page import summary_page
-    from bot.digest.schedule import zone_name
+    from bot.timezones import zone_name
 
     settings = _settings(args)
     tz = zone_name(args.zone) if args.zone else settings.digest.timezone

@@ -7,7 +7,6 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -21,6 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.durations import Duration, Wait
+from bot.timezones import parse_hhmm, zone
 
 DEFAULT_CONFIG = Path("settings/stablewatch.toml")
 
@@ -101,20 +101,16 @@ class DigestSettings(_Section):
     @field_validator("time")
     @classmethod
     def _hh_mm(cls, value: str) -> str:
-        match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
-        if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        hhmm = parse_hhmm(value)
+        if hhmm is None:
             raise ValueError(f"expected HH:MM on a 24-hour clock, found {value!r}")
-        return f"{int(match[1]):02d}:{match[2]}"
+        return hhmm
 
     @field_validator("timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"expected an IANA time zone like Europe/Berlin, found {value!r}"
-            ) from None
+        if zone(value) is None:
+            raise ValueError(f"expected an IANA time zone like Europe/Berlin, found {value!r}")
         return value
 
 

@@ -129,3 +129,20 @@ class SourceHealth:
     last_error_at: datetime | None = None
     failures: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+OFF = "off"
+"""Stored as a chat's digest time when it turned its digest off (NULL means "the default")."""
+CHANNELS_ROW = 0
+"""Telegram never uses chat id 0: an inactive row with it holds the channels' digest schedule."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """One chat's digest settings as stored; `next_at` None means not scheduled yet (or off)."""
+
+    chat_id: int
+    digest_time: str | None
+    timezone: str | None
+    next_at: datetime | None
+    active: bool = True

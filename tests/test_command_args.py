@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.digest.schedule import OFF, parse_hhmm
 from bot.engine.rules import load_rules
+from bot.model import OFF
 from bot.telegram.args import (
     MAX_MUTE,
     MAX_SPAN,
@@ -27,6 +27,7 @@ from bot.telegram.args import (
     parse_timezone,
     parse_unmute,
 )
+from bot.timezones import parse_hhmm
 from tests.conftest import ROOT
 
 RULES = load_rules(ROOT / "rules")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.digest.chart import render_chart, render_series_chart
-from bot.digest.schedule import next_digest_at, parse_hhmm, zone
+from bot.digest.schedule import next_digest_at
 from bot.digest.scorecard import AssetData, DigestData, build_digest, render_digest
+from bot.timezones import parse_hhmm, zone
 
 MARKET = Path(__file__).parent / "fixtures" / "market"
 NOV21 = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.digest.schedule import OFF
-from bot.model import ChatKind
+from bot.model import OFF, ChatKind
 from bot.store import Store, open_store
 from tests.conftest import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram

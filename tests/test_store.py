@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select, text, update
 
-from bot.digest.schedule import DIGEST_LEASE, OFF
+from bot.digest.schedule import DIGEST_LEASE
 from bot.model import (
+    OFF,
     AlertState,
     AlertStatus,
     ChatKind,

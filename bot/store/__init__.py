@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.digest.schedule import DIGEST_LEASE, DigestSchedule
+from bot.digest.schedule import DIGEST_LEASE
 from bot.model import (
     AlertState,
     ChatKind,
+    DigestSchedule,
     Observation,
     OutboxItem,
     SourceHealth,

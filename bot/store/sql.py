@@ -27,19 +27,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.digest.schedule import (
-    CHANNELS_ROW,
-    DIGEST_LEASE,
-    OFF,
-    DigestSchedule,
-    next_digest_at,
-    zone,
-)
+from bot.digest.schedule import DIGEST_LEASE, next_digest_at
 from bot.model import (
+    CHANNELS_ROW,
+    OFF,
     AlertState,
     AlertStatus,
     ChatKind,
     Clock,
+    DigestSchedule,
     Observation,
     OutboxItem,
     SourceHealth,
@@ -52,6 +48,7 @@ from bot.model import (
 )
 from bot.store import migrations
 from bot.store import schema as db
+from bot.timezones import zone
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 CLAIM_LEASE_SECONDS = 600

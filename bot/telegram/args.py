@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.digest.schedule import OFF, parse_hhmm, zone_name
 from bot.durations import format_duration, parse_duration
 from bot.engine.rules import RuleSet
+from bot.model import OFF
+from bot.timezones import parse_hhmm, zone_name
 
 MAX_MUTE = timedelta(days=365)
 MAX_HISTORY = 50

@@ -17,7 +17,8 @@ from bot.config import DigestSettings, MarketsSettings
 from bot.delivery.split import split_html
 from bot.digest.chart import render_series_chart
 from bot.digest.job import Composer
-from bot.digest.schedule import OFF, DigestSchedule, next_digest_at
+from bot.digest.schedule import next_digest_at
+from bot.model import OFF, DigestSchedule
 from bot.numbers import for_series
 from bot.telegram.args import Usage, parse_chart, parse_digest, parse_timezone
 from bot.telegram.commands import CommandContext, chat_filter, is_chat_admin, reply
