@@ -1,34 +1,35 @@
-"""Wiring and start/stop order: store → rules → notifier → sources → scheduler (design §1)."""
+"""Composition root: build the running parts in order, schedule the jobs, stop in reverse.
+
+Start order: store → rules → notifier (Telegram or console) → HTTP session and sources → the
+job pipeline → Telegram polling → scheduler (docs/architecture.md, "Data flow").
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
-import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from bot.alerts.pipeline import evaluate_series
 from bot.config import Settings
 from bot.delivery.console import ConsoleNotifier
-from bot.delivery.notifier import DeliveryError, Notifier
+from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import OutboxWorker
-from bot.derive_job import derive_and_store
-from bot.digest.job import DigestJob, DigestRun
-from bot.engine.rules import RuleSet, load_rules
+from bot.digest.job import DigestJob
+from bot.engine.rules import RuleSet
+from bot.jobs import Pipeline
 from bot.model import Clock, system_clock
-from bot.polling import poll_source
-from bot.rules_watch import RulesWatcher
-from bot.scheduler import Scheduler
+from bot.rules_watch import LiveRules
+from bot.scheduler import JobFn, Scheduler
 from bot.sources import Source, build_sources
-from bot.sources.derived import VENUES
-from bot.sources.http import HttpClient, backoff_delay
+from bot.sources.http import HttpClient
 from bot.store import Store, open_store
 
 if TYPE_CHECKING:
-    import aiohttp
+    from bot.telegram.app import TelegramApp
 
 log = logging.getLogger(__name__)
 DELIVERY_INTERVAL = timedelta(seconds=5)
@@ -45,7 +46,10 @@ class StartupError(Exception):
 
 
 class Runtime:
-    """One running bot: owns the store, HTTP session, scheduler, notifier and Telegram app."""
+    """One running bot: builds its parts in `start`, hands the work to a `Pipeline`."""
+
+    jobs: Pipeline
+    """The job bodies; exists from `start` on."""
 
     def __init__(
         self, settings: Settings, clock: Clock = system_clock, console: TextIO | None = None
@@ -53,235 +57,142 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         self.console = console
-        self.rules = RuleSet()
+        self.rules = LiveRules(settings.rules.dir)
         self.scheduler = Scheduler()
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
-        self._deliver_lock = asyncio.Lock()
-        self._started = time.monotonic()
-        self._first_poll_logged = False
-        self._store: Store | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._telegram: Any = None
-        self._notifier: Notifier | None = None
-        self._outbox: OutboxWorker | None = None
-        self._digests: DigestJob | None = None
-        self._http: HttpClient | None = None
-        self._watcher = RulesWatcher(settings.rules.dir)
-        self.sources: dict[str, Source] = {}
+        self._stack = contextlib.AsyncExitStack()
 
     @property
     def store(self) -> Store:
-        """The open store; only valid between start and stop."""
-        assert self._store is not None, "runtime not started"
-        return self._store
+        """The open store (from `start` on)."""
+        return self.jobs.store
 
-    def _load_rules(self) -> None:
-        """Load the rule files; a broken file is logged and the others still run."""
-        self.rules = load_rules(self.settings.rules.dir)
-        for issue in self.rules.issues:
-            log.error("rules: %s", issue)
-        log.info("loaded %d rule(s) from %s", len(self.rules.rules), self.settings.rules.dir)
+    async def start(self) -> None:
+        """Open everything and schedule the first poll of every source right away."""
+        try:
+            await self._assemble()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._schedule()
 
-    async def _start_notifier(self) -> None:
+    async def _assemble(self) -> None:
+        """Build the parts whole, in dependency order; each one's undo goes on the exit stack."""
+        import aiohttp
+
+        try:
+            store = await open_store(self.settings.store.url)
+        except Exception as exc:
+            raise StartupError(f"store.url: cannot open the store: {exc}") from None
+        self._stack.push_async_callback(store.close)
+        # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
+        # sent goes back in the queue. On PostgreSQL, claims expire instead (see claim_outbox).
+        single = self.settings.store.url.startswith("sqlite")
+        await store.release_claims("*" if single else self.worker_id)
+        self._stack.push_async_callback(store.release_claims, self.worker_id)
+        self.rules.load()
+        notifier, telegram = self._notifier(store)
+        console = isinstance(notifier, ConsoleNotifier)
+        channels = [CONSOLE] if console else list(self.settings.telegram.channels)
+        admins = [str(a) for a in self.settings.telegram.admin_ids] or (
+            [CONSOLE] if console else []
+        )
+        session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
+        self._stack.push_async_callback(session.close)
+        outbox = OutboxWorker(store, notifier, self.clock, self.worker_id, self.settings.delivery)
+        digests = DigestJob(
+            store,
+            notifier,
+            self.clock,
+            self.settings.markets.assets,
+            self.settings.digest,
+            lambda: channels,
+            outbox.pacer,  # digests and alerts share one set of rate limits
+            self.rule_set,
+        )
+        sources = build_sources(self.settings.sources.enabled(), self.settings)
+        self.jobs = Pipeline(
+            self.settings,
+            self.clock,
+            store,
+            self.rules,
+            notifier,
+            outbox,
+            digests,
+            HttpClient(session),
+            {source.name: source for source in sources},
+            channels,
+            admins,
+            self._retry,
+        )
+        if telegram is not None:
+            await self._start_telegram(telegram)
+
+    def _notifier(self, store: Store) -> tuple[Notifier, TelegramApp | None]:
         """Telegram when a token is set, else the console, said in one line."""
-        token = self.settings.telegram.token.get_secret_value()
-        if not token:
+        if not self.settings.telegram.token.get_secret_value():
             log.info("no telegram.token set: alerts and digests go to the console")
-            self._notifier = ConsoleNotifier(self.console)
-            return
-        from bot.telegram.app import TelegramStartError, build_application, start_telegram
+            return ConsoleNotifier(self.console), None
+        from bot.telegram.app import build_application
         from bot.telegram.notifier import TelegramNotifier
 
-        app = build_application(self.settings.telegram, self.store, self.clock, service=self)
+        app = build_application(self.settings.telegram, store, self.clock, service=self)
+        return TelegramNotifier(app.bot), app
+
+    async def _start_telegram(self, app: TelegramApp) -> None:
+        """Check the token and start polling; a refusal stops the start with one line."""
+        from bot.telegram.app import TelegramStartError, start_telegram, stop_telegram
+
         try:
             await start_telegram(app)
         except TelegramStartError as exc:
             raise StartupError(str(exc)) from None
-        self._telegram = app
-        self._notifier = TelegramNotifier(app.bot)
+        self._stack.push_async_callback(stop_telegram, app)
         log.info("telegram: polling as @%s", app.bot.username)
 
-    @property
-    def channels(self) -> list[str]:
-        """Where every alert goes besides subscribed chats (the console when there is no token)."""
-        if isinstance(self._notifier, ConsoleNotifier):
-            return [CONSOLE]
-        return list(self.settings.telegram.channels)
-
-    async def start(self) -> None:
-        """Open everything and schedule the first poll of every source right away."""
-        import aiohttp
-
-        try:
-            self._store = await open_store(self.settings.store.url)
-        except Exception as exc:
-            raise StartupError(f"store.url: cannot open the store: {exc}") from None
-        self._load_rules()
-        # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
-        # sent goes back in the queue. On PostgreSQL, claims expire instead (see claim_outbox).
-        single = self.settings.store.url.startswith("sqlite")
-        await self.store.release_claims("*" if single else self.worker_id)
-        await self._start_notifier()
-        assert self._notifier is not None
-        self._outbox = OutboxWorker(
-            self.store, self._notifier, self.clock, self.worker_id, self.settings.delivery
-        )
-        self._digests = DigestJob(
-            self.store,
-            self._notifier,
-            self.clock,
-            self.settings.markets.assets,
-            self.settings.digest,
-            lambda: self.channels,
-            self._outbox.pacer,  # digests and alerts share one set of rate limits
-            self.rule_set,
-        )
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "stablewatch/0.1"})
-        http = self._http = HttpClient(self._session)
-        for source in build_sources(self.settings.sources.enabled(), self.settings):
-            self.sources[source.name] = source
-            cfg = getattr(self.settings.sources, source.name)
-            self.scheduler.every(
-                f"poll:{source.name}",
-                cfg.interval,
-                self._poll_job(source, http),
-                first=datetime.now(UTC),  # the scheduler runs on the wall clock
-            )
-        self.scheduler.every("deliver", DELIVERY_INTERVAL, self.deliver)
-        self.scheduler.every("tick", TICK_INTERVAL, self.tick)
-        self.scheduler.every("reload", RELOAD_INTERVAL, self.reload_rules)
+    def _schedule(self) -> None:
+        """Every source at once and then on its interval; delivery, ticks, reloads, digests."""
+        jobs = self.jobs
+        for name, source in jobs.sources.items():
+            cfg = getattr(self.settings.sources, name)
+            first = datetime.now(UTC)  # the scheduler runs on the wall clock
+            self.scheduler.every(f"poll:{name}", cfg.interval, self._poll(source), first=first)
+        self.scheduler.every("deliver", DELIVERY_INTERVAL, jobs.deliver)
+        self.scheduler.every("tick", TICK_INTERVAL, jobs.tick)
+        self.scheduler.every("reload", RELOAD_INTERVAL, jobs.watch_rules)
         # first run at once: a digest that fell due while the bot was down goes out on start
-        self.scheduler.every("digest", DIGEST_INTERVAL, self.send_digests, first=datetime.now(UTC))
+        self.scheduler.every("digest", DIGEST_INTERVAL, jobs.send_digests, first=datetime.now(UTC))
         self.scheduler.start()
 
-    def _poll_job(self, source: Source, http: HttpClient) -> Any:
-        """Build the job that polls a source, evaluates what changed and delivers at once."""
+    def _poll(self, source: Source) -> JobFn:
+        """The job that polls one source."""
 
         async def job() -> None:
-            await self.poll(source, http)
+            await self.jobs.poll(source)
 
         return job
 
-    async def poll(self, source: Source, http: HttpClient) -> None:
-        """Poll (backfilling on first sight), evaluate, deliver; schedule a retry on failure."""
-        cfg = getattr(self.settings.sources, source.name)
-        first = source.name not in await self.store.source_health()
-        result = await poll_source(
-            source, http, self.store, self.clock(), backfill=first and cfg.backfill
-        )
-        if not self._first_poll_logged:
-            self._first_poll_logged = True
-            elapsed = time.monotonic() - self._started
-            log.info("first poll (%s) done %.0f ms after start", source.name, elapsed * 1000)
-        if not result.ok:
-            retry = min(cfg.interval.total_seconds(), 30 + backoff_delay(result.failures, 30, 900))
-            self.scheduler.once(
-                f"retry:{source.name}", timedelta(seconds=retry), self._poll_job(source, http)
-            )
-        series = set(result.series)
-        if result.ok and source.name in VENUES:
-            series |= await self._derive()
-        outcome = await evaluate_series(
-            self.store, self.rules, series, self.clock(), self.channels, self.settings.delivery
-        )
-        if outcome.enqueued:
-            await self.deliver()
-
-    async def _derive(self) -> set[str]:
-        """Cross-venue series from the venues' newest points; fresh means within 3 intervals."""
-        venues = [v for v in VENUES if v in self.sources]
-        interval = max(getattr(self.settings.sources, v).interval for v in venues)
-        return await derive_and_store(
-            self.store, self.settings.markets.assets, venues, self.clock(), 3 * interval
-        )
-
-    async def tick(self) -> None:
-        """Evaluate every rule against the clock, even without new data."""
-        outcome = await evaluate_series(
-            self.store, self.rules, None, self.clock(), self.channels, self.settings.delivery
-        )
-        if outcome.enqueued:
-            await self.deliver()
-
-    async def reload_rules(self) -> bool:
-        """Pick up saved rule files; a bad edit keeps the running set and tells the admins."""
-        result = self._watcher.check()
-        if result.rules is not None:
-            self.rules = result.rules
-            log.info("rules reloaded: %d rule(s)", len(self.rules.rules))
-            await self.tick()
-            return True
-        if result.problems:
-            text = "Rule files not reloaded; the previous rules keep running:\n" + "\n".join(
-                result.problems
-            )
-            log.error("%s", text)
-            await self._tell_admins(text)
-        return False
-
-    async def _tell_admins(self, text: str) -> None:
-        """Best effort: a message to each admin; the console notifier prints it."""
-        import html
-
-        if self._notifier is None:
-            return
-        targets = [str(a) for a in self.settings.telegram.admin_ids] or (
-            [CONSOLE] if isinstance(self._notifier, ConsoleNotifier) else []
-        )
-        for chat in targets:
-            try:
-                await self._notifier.send(chat, f"<b>⚠️ Rules</b>\n<pre>{html.escape(text)}</pre>")
-            except DeliveryError as exc:
-                log.warning("could not tell admin %s: %s", chat, exc)
-
-    async def poll_now(self, name: str) -> None:
-        """Poll one source at once, outside its schedule (tests, admin commands)."""
-        assert self._http is not None, "runtime not started"
-        await self.poll(self.sources[name], self._http)
-
-    async def deliver(self) -> None:
-        """Drain the outbox; one drain at a time per process."""
-        if self._outbox is None:
-            return
-        async with self._deliver_lock:
-            await self._outbox.drain()
-
-    async def send_digests(self) -> DigestRun:
-        """Send every daily digest that is due now (each chat at its local time)."""
-        if self._digests is None:
-            return DigestRun()
-        return await self._digests.run()
+    def _retry(self, source: Source, delay: timedelta) -> None:
+        """One extra poll after a failure, before the source's next regular turn."""
+        self.scheduler.once(f"retry:{source.name}", delay, self._poll(source))
 
     async def stop(self) -> None:
         """Stop in reverse order; running jobs finish (or are cancelled after a grace period)."""
         await self.scheduler.stop()
-        if self._telegram is not None:
-            from bot.telegram.app import stop_telegram
+        await self._stack.aclose()
 
-            await stop_telegram(self._telegram)
-        if self._session is not None:
-            await self._session.close()
-        if self._store is not None:
-            await self._store.release_claims(self.worker_id)
-            await self._store.close()
-
+    # the chat commands' `Service` -----------------------------------------------------------
     def rule_set(self) -> RuleSet:
-        """The rules running now (the `Service` protocol, for chat commands)."""
-        return self.rules
+        """The rules running now."""
+        return self.rules.current
 
     def now(self) -> datetime:
-        """The runtime clock (the `Service` protocol)."""
+        """The runtime clock, so commands and alerts agree on time."""
         return self.clock()
 
     async def reload(self) -> tuple[bool, list[str]]:
-        """Load the rule files now (/reload); a set with issues is refused and the old one kept."""
-        loaded = load_rules(self.settings.rules.dir)
-        if loaded.issues:
-            return False, [str(issue) for issue in loaded.issues]
-        self.rules = loaded
-        log.info("rules reloaded on request: %d rule(s)", len(loaded.rules))
-        await self.tick()
-        return True, []
+        """`/reload`: a set with issues is refused and the old one kept."""
+        return await self.jobs.reload()
 
 
 async def run(settings: Settings, stop: asyncio.Event, clock: Clock = system_clock) -> None:

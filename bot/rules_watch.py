@@ -40,13 +40,44 @@ class RulesWatcher:
         self.directory = directory
         self._seen = snapshot(directory)
 
-    def check(self) -> Reload:
-        """Return a new rule set after a good edit, problems after a bad one, else nothing."""
+    def check(self, *, force: bool = False) -> Reload:
+        """A new rule set after a good edit, problems after a bad one, else nothing.
+
+        `force` loads even when no file changed (`/reload`), so a person asking always hears
+        whether the files on disk are good.
+        """
         current = snapshot(self.directory)
-        if current == self._seen:
+        if current == self._seen and not force:
             return Reload()
         self._seen = current
         loaded = load_rules(self.directory)
         if loaded.issues:
             return Reload(None, tuple(str(issue) for issue in loaded.issues))
         return Reload(loaded)
+
+
+class LiveRules:
+    """The rule set running now, and the one path that replaces it (file watcher and /reload)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._watcher = RulesWatcher(directory)
+        self.current = RuleSet()
+
+    def load(self) -> RuleSet:
+        """Load at start: a broken file is logged and the rules of the other files still run."""
+        self.current = load_rules(self.directory)
+        for issue in self.current.issues:
+            log.error("rules: %s", issue)
+        log.info("loaded %d rule(s) from %s", len(self.current.rules), self.directory)
+        return self.current
+
+    def reload(self, *, force: bool = False) -> Reload:
+        """Take a clean edit of the files; a set with any issue is refused and the old one kept."""
+        result = self._watcher.check(force=force)
+        if result.rules is not None:
+            self.current = result.rules
+            log.info("rules reloaded: %d rule(s)", len(result.rules.rules))
+        elif result.problems:
+            log.error("rule files not reloaded:\n%s", "\n".join(result.problems))
+        return result

@@ -64,11 +64,13 @@ async def test_save_is_picked_up_within_five_seconds_and_bad_edit_keeps_rules(
             extra = "  - {id: mild-fear, series: fear_greed, condition: {at_most: 45}}\n"
             (rules / "sentiment.yaml").write_text(FEAR.read_text() + extra)
             async with asyncio.timeout(5):
-                while runtime.rules.get("mild-fear") is None:  # noqa: ASYNC110 - the job reloads
+                while runtime.rule_set().get("mild-fear") is None:  # noqa: ASYNC110 - the job reloads
                     await asyncio.sleep(0.05)
             (rules / "sentiment.yaml").write_text("rules:\n  - id: broken\n    series: x\n")
-            assert await runtime.reload_rules() is False
-            assert runtime.rules.get("mild-fear") is not None  # the last good set keeps running
+            assert await runtime.jobs.watch_rules() is False
+            assert (
+                runtime.rule_set().get("mild-fear") is not None
+            )  # the last good set keeps running
             assert "Rule files not reloaded" in console.getvalue()
             assert "condition: expected a value" in console.getvalue()
         finally:
@@ -88,18 +90,18 @@ async def test_message_edit_keeps_a_firing_alert_and_condition_edit_resolves_it(
         runtime = Runtime(settings_for(tmp_path, src, rules), clock, console=console)
         await runtime.start()
         try:
-            await runtime.poll_now("fear_greed")
+            await runtime.jobs.poll_now("fear_greed")
             src.route("GET", "/fng/", body=fng(12, day))
-            await runtime.poll_now("fear_greed")
+            await runtime.jobs.poll_now("fear_greed")
             assert (await runtime.store.alert_states())["extreme-fear"].status.value == "firing"
             text = FEAR.read_text()
             (rules / "sentiment.yaml").write_text(text.replace("a classic sign", "often a sign"))
-            assert await runtime.reload_rules()
+            assert await runtime.jobs.watch_rules()
             assert (await runtime.store.alert_states())["extreme-fear"].status.value == "firing"
             assert console.getvalue().count("Resolved") == 0
             (rules / "sentiment.yaml").write_text(text.replace("at_most: 20", "at_most: 10"))
-            assert await runtime.reload_rules()
-            await runtime.deliver()
+            assert await runtime.jobs.watch_rules()
+            await runtime.jobs.deliver()
             assert "Resolved: Extreme fear" in console.getvalue()
             assert "rule edited" in console.getvalue()
         finally:
