@@ -28,6 +28,7 @@ check: $(STAMP)
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check bot tests bench
 	$(BIN)/ruff format --check bot tests bench
+	$(BIN)/lint-imports --no-cache
 
 type: $(DEVSTAMP)
 	$(BIN)/mypy bot
