@@ -18,12 +18,12 @@ from bot.delivery.outbox import OutboxWorker
 from bot.derive_job import derive_and_store
 from bot.digest.job import DigestJob, DigestRun
 from bot.engine.rules import RuleSet, load_rules
+from bot.keys import VENUES
 from bot.model import Clock, system_clock
 from bot.polling import poll_source
 from bot.rules_watch import RulesWatcher
 from bot.scheduler import Scheduler
 from bot.sources import Source, build_sources
-from bot.sources.derived import VENUES
 from bot.sources.http import HttpClient, backoff_delay
 from bot.store import Store, open_store
 

@@ -1,4 +1,4 @@
-"""What the perpetual-futures venues share: series keys, per-8-hour funding, snapshots, paging."""
+"""What the perpetual-futures venues share: per-8-hour funding, snapshots, paging, history."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from bot.config import Settings, SourceSettings
+from bot.keys import funding_key, oi_key, price_key
 from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._numbers import number, shown
@@ -20,7 +21,7 @@ from bot.sources.http import HttpClient
 log = logging.getLogger(__name__)
 
 BASE_HOURS = 8.0
-"""Every funding series is stored per 8 hours (design §2.3), whatever the venue's own interval."""
+"""Every funding series is stored per 8 hours, whatever the venue's own interval."""
 MAX_RATE = 0.1
 """A rate beyond ±10 % per interval is a percent/fraction mix-up, not a market."""
 GAP_HOURS = frozenset({1.0, 2.0, 4.0, 6.0, 8.0})
@@ -32,21 +33,6 @@ LOOKBACK = timedelta(days=90)
 
 Cursor = TypeVar("Cursor")
 Row = TypeVar("Row")
-
-
-def funding_key(asset: str, venue: str) -> str:
-    """The venue's own funding series (design §2.3)."""
-    return f"funding.{asset}.{venue}"
-
-
-def oi_key(asset: str, venue: str) -> str:
-    """The venue's open interest in USD."""
-    return f"oi.{asset}.{venue}"
-
-
-def price_key(asset: str, venue: str) -> str:
-    """The venue's mark price; the app picks one venue's for `price.<asset>`."""
-    return f"price.{asset}.{venue}"
 
 
 def funding_rate(value: Any, where: str) -> float:

@@ -7,10 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bot.keys import FUTURE_SLACK
 from bot.sources import ParseError
-
-FUTURE_SLACK = timedelta(hours=1)
-"""A point stamped further ahead than this is a broken clock or a unit mix-up, not data."""
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DIGITS = re.compile(r"\d{1,20}")
