@@ -30,6 +30,8 @@ MAX_PAGES = 10
 """History pages per series per backfill: bounded, so a huge `since` cannot hammer a venue."""
 LOOKBACK = timedelta(days=90)
 """How far back a backfill without `since` reaches (OKX keeps three months of funding)."""
+OI_PERIOD = timedelta(hours=1)
+"""Open-interest history is read in hourly rows on every venue that offers it."""
 
 Cursor = TypeVar("Cursor")
 Row = TypeVar("Row")
@@ -179,10 +181,75 @@ async def collect_pages(
     return rows
 
 
+def _ts(settlement: Settlement) -> datetime:
+    """A settlement's time, for paging."""
+    return settlement.ts
+
+
+def _first(point: tuple[datetime, float]) -> datetime:
+    """An OI row's time, for paging."""
+    return point[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """How one history endpoint pages by time: rows in a full page, which way, how far back."""
+
+    rows: int
+    forward: bool
+    """Forward pages start at a cursor and run to now; backward pages end at a cursor."""
+    kept: timedelta | None = None
+    """How far back the endpoint serves at all; None when it serves whatever is asked."""
+
+    def since(self, start: datetime, now: datetime) -> datetime:
+        """Where this endpoint's history starts: `start`, clipped to what it keeps."""
+        return start if self.kept is None else max(start, now - self.kept)
+
+    def first(self, start: datetime, now: datetime, spacing: timedelta) -> datetime:
+        """The first cursor: `start` (moved up so the page budget reaches now), or now."""
+        return forward_start(start, now, spacing, self.rows) if self.forward else now
+
+    def after(self, times: list[datetime], cursor: datetime, start: datetime) -> datetime | None:
+        """The cursor after a page whose rows are at `times`; None to stop."""
+        if self.forward:
+            return next_forward(times, cursor, self.rows)
+        return next_backward(times, cursor, self.rows, start)
+
+
+async def paged(
+    paging: Paging,
+    fetch: Callable[[datetime, datetime], Awaitable[list[Row]]],
+    when: Callable[[Row], datetime],
+    start: datetime,
+    now: datetime,
+    spacing: timedelta,
+    what: str,
+) -> list[Row]:
+    """Read a history endpoint page by page: `fetch(cursor, start)` asks, `paging` moves on."""
+    start = paging.since(start, now)
+
+    async def page(cursor: datetime) -> tuple[list[Row], datetime | None]:
+        rows = await fetch(cursor, start)
+        return rows, paging.after([when(row) for row in rows], cursor, start)
+
+    return await collect_pages(page, paging.first(start, now, spacing), what)
+
+
 class VenueSource(ABC):
-    """The shell every venue shares: assets from settings, GET/POST with the source's limits."""
+    """The shell every venue shares: assets from settings, GET/POST, snapshots and history.
+
+    `history` is one template: a venue names how its endpoints page (`funding_paging`,
+    `oi_paging`) and reads one page at a cursor (`funding_page`, `oi_page`); a venue whose OI
+    pages some other way overrides `open_interest`.
+    """
 
     name: ClassVar[str]
+    funding_paging: ClassVar[Paging]
+    """How the settled-funding endpoint pages."""
+    oi_paging: ClassVar[Paging | None] = None
+    """How the hourly OI-history endpoint pages; None when the venue offers none to page by time."""
+    fixed_schedule: ClassVar[bool] = False
+    """Settlements keep the snapshot's interval, instead of the gaps between them."""
 
     def __init__(self, settings: SourceSettings, app: Settings) -> None:
         self.settings = settings
@@ -212,10 +279,47 @@ class VenueSource(ABC):
         """Read every asset's current funding, OI and mark; one bad asset fails them all."""
 
     @abstractmethod
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
+    ) -> list[Settlement]:
+        """One page of settled rates at `cursor` (its first time forward, its last backward)."""
+
+    async def oi_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
+    ) -> list[tuple[datetime, float]]:
+        """One page of hourly OI in USD at `cursor`; a venue with `oi_paging` provides it."""
+        raise NotImplementedError(f"{self.name}: oi_paging is set but oi_page is not")
+
+    async def open_interest(
+        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    ) -> list[tuple[datetime, float]]:
+        """Hourly OI in USD since `start`, as `oi_paging` pages it; none without it."""
+        if self.oi_paging is None:
+            return []
+
+        async def fetch(cursor: datetime, since: datetime) -> list[tuple[datetime, float]]:
+            return await self.oi_page(http, asset, cursor, since, now)
+
+        what = f"{self.name} {asset} OI history"
+        return await paged(self.oi_paging, fetch, _first, start, now, OI_PERIOD, what)
+
     async def history(
         self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
     ) -> list[Observation]:
-        """Read one asset's settled funding (and OI, where offered) since `start`."""
+        """One asset's settled funding, then its hourly OI where offered, since `start`."""
+        asset, hours = snapshot.asset, snapshot.interval_hours
+
+        async def fetch(cursor: datetime, since: datetime) -> list[Settlement]:
+            return await self.funding_page(http, asset, cursor, since, now)
+
+        what = f"{self.name} {asset} funding history"
+        spacing = timedelta(hours=hours)
+        settlements = await paged(self.funding_paging, fetch, _ts, start, now, spacing, what)
+        oi = await self.open_interest(http, asset, start, now)
+        return [
+            *funding_history(asset, self.name, settlements, hours, fixed=self.fixed_schedule),
+            *oi_history(asset, self.name, oi),
+        ]
 
     async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
         """Funding per 8 h, open interest in USD and mark price for every asset."""
