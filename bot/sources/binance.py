@@ -14,7 +14,6 @@ from typing import Any
 
 from bot.sources import ParseError
 from bot.sources._futures import (
-    Paging,
     Settlement,
     Snapshot,
     VenueSource,
@@ -33,6 +32,7 @@ from bot.sources._numbers import (
     shown,
     to_ms,
 )
+from bot.sources._paging import Paging
 from bot.sources.http import HttpClient
 
 VENUE = "binance"

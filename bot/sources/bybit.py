@@ -14,11 +14,9 @@ from typing import Any
 
 from bot.sources import ParseError
 from bot.sources._futures import (
-    Paging,
     Settlement,
     Snapshot,
     VenueSource,
-    collect_pages,
     funding_rate,
     interval_hours,
     notional,
@@ -34,6 +32,7 @@ from bot.sources._numbers import (
     shown,
     to_ms,
 )
+from bot.sources._paging import Paging, collect_pages
 from bot.sources.http import HttpClient
 
 VENUE = "bybit"

@@ -13,7 +13,6 @@ from typing import Any
 
 from bot.sources import ParseError
 from bot.sources._futures import (
-    Paging,
     Settlement,
     Snapshot,
     VenueSource,
@@ -30,6 +29,7 @@ from bot.sources._numbers import (
     sequence,
     to_ms,
 )
+from bot.sources._paging import Paging
 from bot.sources.http import HttpClient
 
 VENUE = "hyperliquid"
