@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
@@ -128,7 +128,6 @@ class SourceHealth:
     last_error: str = ""
     last_error_at: datetime | None = None
     failures: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 OFF = "off"

@@ -42,13 +42,6 @@ def sequence(value: Any, where: str) -> list[Any]:
     return value
 
 
-def text(value: Any, where: str) -> str:
-    """Insist on a non-empty string (symbols, cursors, names)."""
-    if not isinstance(value, str) or not value:
-        raise ParseError(f"{where}: expected a non-empty string, found {shown(value)}")
-    return value
-
-
 def same(value: Any, expected: str, where: str) -> None:
     """Check an echoed identifier (symbol, coin), so one asset's answer never lands in another's."""
     if value != expected:
@@ -128,13 +121,6 @@ def checked_time(
             f"{where}: timestamp before {earliest.date().isoformat()}: {seconds:.0f} s"
         )
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def not_future(ts: datetime, where: str, now: datetime) -> datetime:
-    """Refuse a parsed time more than an hour ahead of the poll."""
-    if ts > now + FUTURE_SLACK:
-        raise ParseError(f"{where}: timestamp in the future: {ts.isoformat()}")
-    return ts
 
 
 def floor_minute(ts: datetime) -> datetime:
