@@ -1,4 +1,4 @@
-"""The interchange CSV (`series,ts,value`, design §2.4): pure parsing and formatting."""
+"""The interchange CSV (`series,ts,value`): pure parsing and formatting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One shared aiohttp session with timeouts and bounded, jittered retries (design §3)."""
+"""One shared aiohttp session with timeouts and bounded, jittered retries."""
 
 from __future__ import annotations
 
