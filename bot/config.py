@@ -1,4 +1,4 @@
-"""Settings: `settings/stablewatch.toml`, then `.env`, then `STABLEWATCH_*` variables (§2.2)."""
+"""Settings: `settings/stablewatch.toml`, then `.env`, then `STABLEWATCH_*` variables."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def _source(base_url: str, *, enabled: bool = True, minutes: int = 5) -> Any:
 
 
 class SourcesSettings(_Section):
-    """One table per source (design §3)."""
+    """One table per source (docs/architecture.md, "Sources")."""
 
     fear_greed: SourceSettings = Field(
         default_factory=_source("https://api.alternative.me", minutes=60)
@@ -216,7 +216,7 @@ class SourcesSettings(_Section):
 
 
 class MarketsSettings(_Section):
-    """Which assets the futures sources watch (lower case, design §2.3)."""
+    """Which assets the futures sources watch (lower case, as in series keys)."""
 
     assets: list[str] = Field(default_factory=lambda: ["btc", "eth"])
 

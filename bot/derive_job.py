@@ -1,14 +1,14 @@
-"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>` (design §2.3)."""
+"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.keys import VENUES, oi_key, price_key
 from bot.model import Observation
-from bot.sources._futures import oi_key, price_key
 from bot.sources._numbers import floor_minute
-from bot.sources.derived import VENUES, derive, inputs
+from bot.sources.derived import derive, inputs
 from bot.store import Store
 
 EXPECTED_WITHIN = timedelta(hours=24)
@@ -34,7 +34,7 @@ async def _price(
             continue
         point = await store.latest(price_key(asset, venue))
         if point is not None and now - point.ts < max_age:
-            return Observation(f"price.{asset}", floor_minute(now), point.value)
+            return Observation(price_key(asset), floor_minute(now), point.value)
     return None
 
 

@@ -1,4 +1,4 @@
-"""The interchange CSV (`series,ts,value`, design §2.4): pure parsing and formatting."""
+"""The interchange CSV (`series,ts,value`): pure parsing and formatting."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.keys import SERIES_KEY
 from bot.model import Observation
 
 HEADER = ["series", "ts", "value"]
-_SERIES = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _row(line: int, row: list[str]) -> Observation | CsvIssue:
     if len(row) != 3:
         return CsvIssue(line, f"expected 3 fields (series,ts,value), found {len(row)}")
     series, ts, value = (cell.strip() for cell in row)
-    if not _SERIES.fullmatch(series):
+    if not SERIES_KEY.fullmatch(series):
         return CsvIssue(line, f"series: expected a key like etf.btc.net_flow, found {series!r}")
     try:
         when = parse_ts(ts)

@@ -27,12 +27,15 @@ FUTURE_SLACK_DAILY = timedelta(days=1)
 SEVERITY_ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 """The dot in front of an alert, by rule severity."""
 DEFAULT_ICON = SEVERITY_ICONS["warning"]
+"""The dot for a severity the table does not know: a rule's default severity is warning."""
 
 
-def etf_flow_key(asset: str, fund: str | None = None) -> str:
-    """US spot-ETF daily net flow in USD: the total (`etf.btc.net_flow`) or one fund's."""
-    base = f"etf.{asset}.net_flow"
-    return base if fund is None else f"{base}.{fund.lower()}"
+def etf_flow_key(asset: str, fund: str | None = None, *, provider: str | None = None) -> str:
+    """US spot-ETF daily net flow in USD, total or a fund's; a secondary `provider` has its own."""
+    key = f"etf.{asset}.net_flow"
+    if provider is not None:
+        key = f"{key}.{provider}"
+    return key if fund is None else f"{key}.{fund.lower()}"
 
 
 def funding_key(asset: str, venue: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
@@ -30,7 +30,7 @@ def from_epoch(seconds: float) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One point of one series: a value at a UTC instant, in the series' unit (design §2.3)."""
+    """One point of one series: a value at a UTC instant, in the series' unit."""
 
     series: str
     ts: datetime
@@ -38,7 +38,7 @@ class Observation:
 
 
 class AlertStatus(enum.StrEnum):
-    """Where an alert is in its lifecycle (design §5)."""
+    """Where an alert is in its lifecycle (docs/architecture.md, "Alert lifecycle")."""
 
     INACTIVE = "inactive"
     PENDING = "pending"
@@ -128,7 +128,6 @@ class SourceHealth:
     last_error: str = ""
     last_error_at: datetime | None = None
     failures: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 OFF = "off"

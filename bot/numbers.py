@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from bot.keys import is_rate, is_usd
+
 MINUS = "−"
 
 
@@ -48,9 +50,9 @@ def plain(value: float | None) -> str:
 
 
 def for_series(series: str, value: float | None) -> str:
-    """A reading in its series' unit (design §2.3): dollars, funding as %, or a plain number."""
-    if series.startswith(("etf.", "oi.", "price.")):
+    """A reading in its series' unit: dollars, funding as %, or a plain number."""
+    if is_usd(series):
         return usd(value)
-    if series.startswith("funding."):
+    if is_rate(series):
         return pct(value)
     return plain(value)

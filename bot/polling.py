@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from bot.keys import FUTURE_SLACK, source_up_key
 from bot.model import Observation, SourceHealth
 from bot.sources import Source, SourceError
 from bot.sources.http import HttpClient
 from bot.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def up_series(name: str) -> str:
-    """The health series every source writes (design §2.3)."""
-    return f"source.{name}.up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +36,11 @@ async def _failed(
         log.warning("source %s is failing: %s", name, error)
     else:
         log.debug("source %s still failing (%d): %s", name, failures, error)
-    await store.upsert_observations([Observation(up_series(name), now, 0.0)])
+    await store.upsert_observations([Observation(source_up_key(name), now, 0.0)])
     await store.save_source_health(
         SourceHealth(name, False, prev.last_success if prev else None, error, now, failures)
     )
-    return PollResult(name, False, 0, frozenset({up_series(name)}), error, failures)
-
-
-FUTURE_SLACK = timedelta(hours=1)
+    return PollResult(name, False, 0, frozenset({source_up_key(name)}), error, failures)
 
 
 async def _trusted(
@@ -94,7 +87,7 @@ async def poll_source(
         log.exception("source %s crashed", source.name)
         return await _failed(store, source.name, prev, now, f"internal error: {exc!r}")
     points = await _trusted(store, source.name, points, now)
-    await store.upsert_observations([*points, Observation(up_series(source.name), now, 1.0)])
+    await store.upsert_observations([*points, Observation(source_up_key(source.name), now, 1.0)])
     if prev is not None and not prev.up:
         log.info("source %s recovered after %d failed polls", source.name, prev.failures)
     await store.save_source_health(
@@ -107,5 +100,5 @@ async def poll_source(
             0,
         )
     )
-    series = frozenset({p.series for p in points} | {up_series(source.name)})
+    series = frozenset({p.series for p in points} | {source_up_key(source.name)})
     return PollResult(source.name, True, len(points), series)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.sources import ParseError, SourceError
-from bot.sources._futures import MAX_PAGES, Settlement, collect_pages, funding_history
+from bot.sources._futures import Settlement, funding_history
+from bot.sources._paging import MAX_PAGES, collect_pages
 from bot.sources.binance import (
     BinanceSource,
     parse_funding_history,

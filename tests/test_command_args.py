@@ -98,6 +98,14 @@ def test_chart_parses_or_explains(args: list[str]) -> None:
         assert isinstance(parsed, Usage) and "\n" not in parsed.text
 
 
+def test_chart_takes_series_keys_of_up_to_four_parts() -> None:
+    assert parse_chart(["ETF.btc.net_flow.IBIT", "7d"]) == ChartArgs(
+        "etf.btc.net_flow.ibit", timedelta(days=7), "7d"
+    )
+    for refused in ("etf.btc.net_flow.farside.ibit", "etf..btc", "etf.btc.", "funding-btc"):
+        assert isinstance(parse_chart([refused]), Usage), refused
+
+
 @given(digest_words)
 def test_digest_time_parses_or_explains(args: list[str]) -> None:
     parsed = parse_digest(args)

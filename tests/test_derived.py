@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.keys import VENUES
 from bot.model import Observation
-from bot.sources.derived import VENUES, derive, inputs
+from bot.sources.derived import derive, inputs
 
 NOW = datetime(2025, 11, 1, 12, 0, 41, tzinfo=UTC)
 MINUTE = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)

@@ -392,7 +392,7 @@ async def test_release_claims_requeues_a_crashed_workers_rows(store: SqlStore) -
 # source health ----------------------------------------------------------------------------------
 async def test_source_health_roundtrip(store: SqlStore) -> None:
     assert await store.source_health() == {}
-    down = SourceHealth("farside", False, T0, "HTTP 503", T0 + DAY, 3, extra={"x": "y"})
+    down = SourceHealth("farside", False, T0, "HTTP 503", T0 + DAY, 3)
     await store.save_source_health(SourceHealth("farside", True, T0))
     await store.save_source_health(down)
     await store.save_source_health(SourceHealth("binance", True))

@@ -6,9 +6,8 @@ import html
 from datetime import datetime
 
 from bot.durations import format_duration
+from bot.keys import DEFAULT_ICON, SEVERITY_ICONS
 from bot.model import Transition, TransitionKind
-
-_ICON = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 
 
 def _when(at: datetime) -> str:
@@ -29,7 +28,7 @@ def render_transition(transition: Transition, name: str, series: str) -> str:
             lasted = f" for {format_duration(transition.at - transition.fired_at)}"
         return f"🔁 <b>Still firing: {title}</b>{lasted}\n{body}\n{footer}"
     if transition.kind is TransitionKind.FIRING:
-        icon = _ICON.get(transition.severity, "🟠")
+        icon = SEVERITY_ICONS.get(transition.severity, DEFAULT_ICON)
         return f"{icon} <b>{title}</b>\n{body}\n{footer}"
     lasted = ""
     if transition.fired_at is not None:

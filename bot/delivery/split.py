@@ -48,10 +48,6 @@ def _apply(stack: tuple[tuple[str, str], ...], token: str) -> tuple[tuple[str, s
     return stack
 
 
-def _openers(stack: tuple[tuple[str, str], ...]) -> str:
-    return "".join(opening for _, opening in stack)
-
-
 def _closers(stack: tuple[tuple[str, str], ...]) -> str:
     return "".join(f"</{name}>" for name, _ in reversed(stack))
 

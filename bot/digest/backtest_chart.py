@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.alerts.backtest import Event
 from bot.engine.rules import RuleSet
 from bot.engine.series import Series
+from bot.keys import is_etf
 
 
 def draw(path: Path, rules: RuleSet, data: Mapping[str, Series], events: Sequence[Event]) -> None:
@@ -26,7 +27,7 @@ def draw(path: Path, rules: RuleSet, data: Mapping[str, Series], events: Sequenc
     for ax, key in zip(axes[:, 0], keys, strict=False):
         s = data[key]
         when = [datetime.fromtimestamp(int(t), UTC) for t in s.ts]
-        if key.startswith("etf."):
+        if is_etf(key):
             colours = ["#2e7d32" if v >= 0 else "#c62828" for v in s.values]
             ax.bar(when, s.values, color=colours, width=0.8)
         else:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.digest.scorecard import AssetData, DigestData, Point
+from bot.keys import is_etf
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -142,7 +143,7 @@ def render_series_chart(key: str, points: Sequence[Point], span: str) -> bytes:
         _empty(ax, title)
         return _png(fig)
     when, values = _split(points)
-    if key.startswith("etf."):
+    if is_etf(key):
         ax.bar(when, values, color=[GREEN if v >= 0 else RED for v in values], width=0.8)
     else:
         ax.plot(when, values, color=BLUE, linewidth=2)

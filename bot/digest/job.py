@@ -1,8 +1,8 @@
 """The daily digest job: claim due digests, compose each zone's digest once, send text and chart.
 
-Claims are leases in the store (design §6): a digest is finished (next local day) only after it
-went out, released for a retry when Telegram could not take it, and due again after the lease if
-the bot died while sending — never twice by design, never skipped.
+Claims are leases in the store (docs/architecture.md, "Digest"): a digest is finished (next
+local day) only after it went out, released for a retry when Telegram could not take it, and due
+again after the lease if the bot died while sending — never twice by design, never skipped.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The daily digest: a stabilization scorecard built purely from loaded data, then rendered (§6)."""
+"""The daily digest: a stabilization scorecard built purely from loaded data, then rendered."""
 
 from __future__ import annotations
 
@@ -9,17 +9,25 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.keys import (
+    DEFAULT_ICON,
+    FEAR_GREED,
+    SEVERITY_ICONS,
+    VENUES,
+    etf_flow_key,
+    funding_key,
+    total_oi_key,
+    weighted_funding_key,
+)
 from bot.model import Transition, TransitionKind
 from bot.numbers import pct, plain, signed, usd
 from bot.store import Store
 
 Point = tuple[datetime, float]
-VENUES = ("binance", "bybit", "okx", "hyperliquid")
 HISTORY = timedelta(days=45)
 """How far back the loader reads: ~30 ETF sessions, and a month of the other series for charts."""
 ETF_SESSIONS, TURN_WINDOW, VENUE_FRESH = 30, 10, timedelta(days=3)
 MAX_ALERTS = 8
-_ICON = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +296,7 @@ def _alert_text(t: Transition) -> str:
     message = t.message if len(t.message) <= 140 else t.message[:139] + "…"
     if t.kind is TransitionKind.RESOLVED:
         return f"✅ <b>{html.escape(t.rule_id)}</b> resolved: {html.escape(message)}"
-    icon = _ICON.get(t.severity, "🟠")
+    icon = SEVERITY_ICONS.get(t.severity, DEFAULT_ICON)
     return f"{icon} <b>{html.escape(t.rule_id)}</b>: {html.escape(message)}"
 
 
@@ -325,7 +333,7 @@ async def _venues(store: Store, asset: str, now: datetime) -> tuple[tuple[str, f
     """The latest rate of each venue that reported within a few days."""
     found = []
     for venue in VENUES:
-        latest = await store.latest(f"funding.{asset}.{venue}")
+        latest = await store.latest(funding_key(asset, venue))
         if latest is not None and now - VENUE_FRESH <= latest.ts <= now:
             found.append((venue, latest.value))
     return tuple(found)
@@ -333,19 +341,19 @@ async def _venues(store: Store, asset: str, now: datetime) -> tuple[tuple[str, f
 
 async def _asset(store: Store, asset: str, now: datetime) -> AssetData:
     since = now - HISTORY
-    etf = await _points(store, f"etf.{asset}.net_flow", since - HISTORY, now)
+    etf = await _points(store, etf_flow_key(asset), since - HISTORY, now)
     return AssetData(
         asset,
         etf[-ETF_SESSIONS:],
-        await _points(store, f"funding.{asset}.oi_weighted", since, now),
+        await _points(store, weighted_funding_key(asset), since, now),
         await _venues(store, asset, now),
-        await _points(store, f"oi.{asset}.total", since, now),
+        await _points(store, total_oi_key(asset), since, now),
     )
 
 
 async def load_digest_data(store: Store, assets: Sequence[str], now: datetime) -> DigestData:
     """Read what the digest and its chart need; a few small queries per asset."""
     loaded = tuple([await _asset(store, a, now) for a in assets])
-    fear_greed = await _points(store, "fear_greed", now - HISTORY, now)
+    fear_greed = await _points(store, FEAR_GREED, now - HISTORY, now)
     recent = [t for t in await store.transitions(200) if t.at >= now - timedelta(hours=24)]
     return DigestData(loaded, fear_greed, tuple(reversed(recent)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
+from bot.keys import is_etf
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -16,7 +18,7 @@ _WEEKMASK = "1111100"
 
 def default_calendar(series: str) -> CalendarName:
     """ETF flows exist only on US trading days; everything else trades around the clock."""
-    return "us-trading" if series.startswith("etf.") else "continuous"
+    return "us-trading" if is_etf(series) else "continuous"
 
 
 @cache

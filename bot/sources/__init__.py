@@ -57,18 +57,29 @@ _IMPLEMENTATIONS = {
 }
 
 
-def registry() -> dict[str, SourceFactory]:
-    """Map source names (the keys of `sources.*` in settings) to their classes, imported lazily."""
+def _load(name: str, target: str) -> SourceFactory | None:
+    """Import one source class; None only when its own module does not exist (not written yet)."""
     import importlib
 
-    found: dict[str, SourceFactory] = {}
-    for name, target in _IMPLEMENTATIONS.items():
-        module, _, attr = target.partition(":")
-        try:
-            found[name] = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError:
-            continue  # not written yet
-    return found
+    module, _, attr = target.partition(":")
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise ModuleNotFoundError(
+            f"source {name!r} ({module}) cannot be imported: {exc}; "
+            "is the bot installed with its dependencies (pip install -e .)?",
+            name=exc.name,
+        ) from exc
+    factory: SourceFactory = getattr(loaded, attr)
+    return factory
+
+
+def registry() -> dict[str, SourceFactory]:
+    """Map source names (the keys of `sources.*` in settings) to their classes, imported lazily."""
+    found = {name: _load(name, target) for name, target in _IMPLEMENTATIONS.items()}
+    return {name: factory for name, factory in found.items() if factory is not None}
 
 
 def build_sources(enabled: dict[str, SourceSettings], settings: Settings) -> list[Source]:

@@ -1,52 +1,31 @@
-"""What the perpetual-futures venues share: series keys, per-8-hour funding, snapshots, paging."""
+"""What the perpetual-futures venues share: per-8-hour funding, snapshots and one history."""
 
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from bot.config import Settings, SourceSettings
+from bot.keys import funding_key, oi_key, price_key
 from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._numbers import number, shown
+from bot.sources._paging import Paging, history_start, paged
 from bot.sources.http import HttpClient
 
-log = logging.getLogger(__name__)
-
 BASE_HOURS = 8.0
-"""Every funding series is stored per 8 hours (design §2.3), whatever the venue's own interval."""
+"""Every funding series is stored per 8 hours, whatever the venue's own interval."""
 MAX_RATE = 0.1
 """A rate beyond ±10 % per interval is a percent/fraction mix-up, not a market."""
 GAP_HOURS = frozenset({1.0, 2.0, 4.0, 6.0, 8.0})
 """Intervals venues actually use; a longer gap between settlements means a missing row."""
-MAX_PAGES = 10
-"""History pages per series per backfill: bounded, so a huge `since` cannot hammer a venue."""
-LOOKBACK = timedelta(days=90)
-"""How far back a backfill without `since` reaches (OKX keeps three months of funding)."""
-
-Cursor = TypeVar("Cursor")
-Row = TypeVar("Row")
-
-
-def funding_key(asset: str, venue: str) -> str:
-    """The venue's own funding series (design §2.3)."""
-    return f"funding.{asset}.{venue}"
-
-
-def oi_key(asset: str, venue: str) -> str:
-    """The venue's open interest in USD."""
-    return f"oi.{asset}.{venue}"
-
-
-def price_key(asset: str, venue: str) -> str:
-    """The venue's mark price; the app picks one venue's for `price.<asset>`."""
-    return f"price.{asset}.{venue}"
+OI_PERIOD = timedelta(hours=1)
+"""Open-interest history is read in hourly rows on every venue that offers it."""
 
 
 def funding_rate(value: Any, where: str) -> float:
@@ -148,55 +127,31 @@ def oi_history(
     return [Observation(key, ts, usd) for ts, usd in sorted(dict(points).items())]
 
 
-def history_start(now: datetime, since: datetime | None) -> datetime:
-    """Where a backfill starts: `since`, or a fixed lookback; never after now."""
-    return min(since or now - LOOKBACK, now)
+def _ts(settlement: Settlement) -> datetime:
+    """A settlement's time, for paging."""
+    return settlement.ts
 
 
-def forward_start(start: datetime, now: datetime, spacing: timedelta, page_rows: int) -> datetime:
-    """Move a forward pager's start up so its page budget, rows `spacing` apart, reaches now."""
-    return max(start, now - MAX_PAGES * page_rows * spacing)
-
-
-def next_forward(times: list[datetime], cursor: datetime, page_rows: int) -> datetime | None:
-    """After a full page that moved forward, continue a minute past its newest row; else stop."""
-    if len(times) < page_rows or max(times) < cursor:
-        return None
-    return max(times) + timedelta(minutes=1)
-
-
-def next_backward(
-    times: list[datetime], cursor: datetime, page_rows: int, start: datetime
-) -> datetime | None:
-    """After a full page that moved back but not past `start`, continue before its oldest row."""
-    if len(times) < page_rows or min(times) <= start or min(times) > cursor:
-        return None
-    return min(times) - timedelta(minutes=1)
-
-
-async def collect_pages(
-    fetch: Callable[[Cursor], Awaitable[tuple[list[Row], Cursor | None]]],
-    first: Cursor,
-    what: str,
-    max_pages: int = MAX_PAGES,
-) -> list[Row]:
-    """Follow a venue's paging until it says stop (cursor None) or the page budget is spent."""
-    rows: list[Row] = []
-    cursor: Cursor | None = first
-    for _ in range(max_pages):
-        if cursor is None:
-            return rows
-        page, cursor = await fetch(cursor)
-        rows.extend(page)
-    if cursor is not None:
-        log.info("%s: stopped after %d pages; older history was not fetched", what, max_pages)
-    return rows
+def _first(point: tuple[datetime, float]) -> datetime:
+    """An OI row's time, for paging."""
+    return point[0]
 
 
 class VenueSource(ABC):
-    """The shell every venue shares: assets from settings, GET/POST with the source's limits."""
+    """The shell every venue shares: assets from settings, GET/POST, snapshots and history.
+
+    `history` is one template: a venue names how its endpoints page (`funding_paging`,
+    `oi_paging`) and reads one page at a cursor (`funding_page`, `oi_page`); a venue whose OI
+    pages some other way overrides `open_interest`.
+    """
 
     name: ClassVar[str]
+    funding_paging: ClassVar[Paging]
+    """How the settled-funding endpoint pages."""
+    oi_paging: ClassVar[Paging | None] = None
+    """How the hourly OI-history endpoint pages; None when the venue offers none to page by time."""
+    fixed_schedule: ClassVar[bool] = False
+    """Settlements keep the snapshot's interval, instead of the gaps between them."""
 
     def __init__(self, settings: SourceSettings, app: Settings) -> None:
         self.settings = settings
@@ -226,10 +181,47 @@ class VenueSource(ABC):
         """Read every asset's current funding, OI and mark; one bad asset fails them all."""
 
     @abstractmethod
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
+    ) -> list[Settlement]:
+        """One page of settled rates at `cursor` (its first time forward, its last backward)."""
+
+    async def oi_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
+    ) -> list[tuple[datetime, float]]:
+        """One page of hourly OI in USD at `cursor`; a venue with `oi_paging` provides it."""
+        raise NotImplementedError(f"{self.name}: oi_paging is set but oi_page is not")
+
+    async def open_interest(
+        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    ) -> list[tuple[datetime, float]]:
+        """Hourly OI in USD since `start`, as `oi_paging` pages it; none without it."""
+        if self.oi_paging is None:
+            return []
+
+        async def fetch(cursor: datetime, since: datetime) -> list[tuple[datetime, float]]:
+            return await self.oi_page(http, asset, cursor, since, now)
+
+        what = f"{self.name} {asset} OI history"
+        return await paged(self.oi_paging, fetch, _first, start, now, OI_PERIOD, what)
+
     async def history(
         self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
     ) -> list[Observation]:
-        """Read one asset's settled funding (and OI, where offered) since `start`."""
+        """One asset's settled funding, then its hourly OI where offered, since `start`."""
+        asset, hours = snapshot.asset, snapshot.interval_hours
+
+        async def fetch(cursor: datetime, since: datetime) -> list[Settlement]:
+            return await self.funding_page(http, asset, cursor, since, now)
+
+        what = f"{self.name} {asset} funding history"
+        spacing = timedelta(hours=hours)
+        settlements = await paged(self.funding_paging, fetch, _ts, start, now, spacing, what)
+        oi = await self.open_interest(http, asset, start, now)
+        return [
+            *funding_history(asset, self.name, settlements, hours, fixed=self.fixed_schedule),
+            *oi_history(asset, self.name, oi),
+        ]
 
     async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
         """Funding per 8 h, open interest in USD and mark price for every asset."""

@@ -7,10 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bot.keys import FUTURE_SLACK
 from bot.sources import ParseError
-
-FUTURE_SLACK = timedelta(hours=1)
-"""A point stamped further ahead than this is a broken clock or a unit mix-up, not data."""
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DIGITS = re.compile(r"\d{1,20}")
@@ -41,13 +39,6 @@ def sequence(value: Any, where: str) -> list[Any]:
     """Insist on a JSON array."""
     if not isinstance(value, list):
         raise ParseError(f"{where}: expected a list, found {type(value).__name__}")
-    return value
-
-
-def text(value: Any, where: str) -> str:
-    """Insist on a non-empty string (symbols, cursors, names)."""
-    if not isinstance(value, str) or not value:
-        raise ParseError(f"{where}: expected a non-empty string, found {shown(value)}")
     return value
 
 
@@ -130,13 +121,6 @@ def checked_time(
             f"{where}: timestamp before {earliest.date().isoformat()}: {seconds:.0f} s"
         )
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def not_future(ts: datetime, where: str, now: datetime) -> datetime:
-    """Refuse a parsed time more than an hour ahead of the poll."""
-    if ts > now + FUTURE_SLACK:
-        raise ParseError(f"{where}: timestamp in the future: {ts.isoformat()}")
-    return ts
 
 
 def floor_minute(ts: datetime) -> datetime:

@@ -12,20 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._futures import (
     Settlement,
     Snapshot,
     VenueSource,
-    collect_pages,
-    forward_start,
-    funding_history,
     funding_rate,
     interval_hours,
-    next_forward,
     notional,
-    oi_history,
 )
 from bot.sources._numbers import (
     epoch,
@@ -38,6 +32,7 @@ from bot.sources._numbers import (
     shown,
     to_ms,
 )
+from bot.sources._paging import Paging
 from bot.sources.http import HttpClient
 
 VENUE = "binance"
@@ -141,6 +136,8 @@ class BinanceSource(VenueSource):
     """Three light calls per asset plus one `fundingInfo`; backfill pages forward in time."""
 
     name = VENUE
+    funding_paging = Paging(FUNDING_PAGE, forward=True)
+    oi_paging = Paging(OI_PAGE, forward=True, kept=OI_KEPT)
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset; the interval list is fetched once per poll."""
@@ -168,19 +165,6 @@ class BinanceSource(VenueSource):
         oi_usd = notional(coins, mark.mark, f"binance: {symbol(asset)} open interest")
         return Snapshot(asset, VENUE, mark.ts, mark.rate, hours, oi_usd, mark.mark)
 
-    async def history(
-        self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
-    ) -> list[Observation]:
-        """Settled funding since `start` and hourly OI for the last 29 days at most."""
-        asset = snapshot.asset
-        first = forward_start(start, now, timedelta(hours=snapshot.interval_hours), FUNDING_PAGE)
-        settlements = await self._settlements(http, asset, first, now)
-        oi = await self._open_interest(http, asset, max(start, now - OI_KEPT), now)
-        return [
-            *funding_history(asset, VENUE, settlements, snapshot.interval_hours),
-            *oi_history(asset, VENUE, oi),
-        ]
-
     def _window(self, asset: str, start: datetime, now: datetime, limit: int) -> dict[str, str]:
         """Query parameters for one forward page."""
         return {
@@ -190,26 +174,16 @@ class BinanceSource(VenueSource):
             "limit": str(limit),
         }
 
-    async def _settlements(
-        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
     ) -> list[Settlement]:
-        """Page `fundingRate` forward from `start` (Binance returns startTime + limit rows)."""
+        """`fundingRate` from `cursor` on (Binance returns startTime + limit rows)."""
+        params = self._window(asset, cursor, now, FUNDING_PAGE)
+        return parse_funding_history(await self._get(http, FUNDING_RATE, params), asset, now)
 
-        async def page(cursor: datetime) -> tuple[list[Settlement], datetime | None]:
-            params = self._window(asset, cursor, now, FUNDING_PAGE)
-            rows = parse_funding_history(await self._get(http, FUNDING_RATE, params), asset, now)
-            return rows, next_forward([r.ts for r in rows], cursor, FUNDING_PAGE)
-
-        return await collect_pages(page, start, f"binance {asset} funding history")
-
-    async def _open_interest(
-        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    async def oi_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
     ) -> list[tuple[datetime, float]]:
-        """Page hourly `openInterestHist` forward from `start`."""
-
-        async def page(cursor: datetime) -> tuple[list[tuple[datetime, float]], datetime | None]:
-            params = {**self._window(asset, cursor, now, OI_PAGE), "period": "1h"}
-            rows = parse_oi_history(await self._get(http, OI_HISTORY, params), asset, now)
-            return rows, next_forward([ts for ts, _ in rows], cursor, OI_PAGE)
-
-        return await collect_pages(page, start, f"binance {asset} OI history")
+        """Hourly `openInterestHist` from `cursor` on (kept for 29 days only)."""
+        params = {**self._window(asset, cursor, now, OI_PAGE), "period": "1h"}
+        return parse_oi_history(await self._get(http, OI_HISTORY, params), asset, now)

@@ -12,19 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._futures import (
     Settlement,
     Snapshot,
     VenueSource,
-    collect_pages,
-    funding_history,
     funding_rate,
     interval_hours,
-    next_backward,
     notional,
-    oi_history,
 )
 from bot.sources._numbers import (
     epoch,
@@ -37,6 +32,7 @@ from bot.sources._numbers import (
     shown,
     to_ms,
 )
+from bot.sources._paging import Paging, collect_pages
 from bot.sources.http import HttpClient
 
 VENUE = "bybit"
@@ -174,6 +170,7 @@ class BybitSource(VenueSource):
     """One `tickers` call per asset; backfill pages funding and OI backwards from now."""
 
     name = VENUE
+    funding_paging = Paging(PAGE, forward=False)
 
     def _params(self, asset: str, **extra: str) -> dict[str, str]:
         """Every Bybit call names the linear category and the symbol."""
@@ -192,31 +189,14 @@ class BybitSource(VenueSource):
             hours = parse_instrument_hours(payload, asset)
         return Snapshot(asset, VENUE, ticker.ts, ticker.rate, hours, ticker.oi_usd, ticker.mark)
 
-    async def history(
-        self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
-    ) -> list[Observation]:
-        """Settled funding and hourly OI (priced at each hour's mark) since `start`."""
-        asset = snapshot.asset
-        settlements = await self._settlements(http, asset, start, now)
-        oi = await self._open_interest(http, asset, start, now)
-        return [
-            *funding_history(asset, VENUE, settlements, snapshot.interval_hours),
-            *oi_history(asset, VENUE, oi),
-        ]
-
-    async def _settlements(
-        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
     ) -> list[Settlement]:
-        """Page backwards by `endTime` (Bybit refuses startTime alone)."""
+        """Settled rates up to `cursor` by `endTime` (Bybit refuses startTime alone)."""
+        params = self._params(asset, endTime=str(to_ms(cursor)), limit=str(PAGE))
+        return parse_funding_history(await self._get(http, FUNDING_HISTORY, params), asset, now)
 
-        async def page(end: datetime) -> tuple[list[Settlement], datetime | None]:
-            params = self._params(asset, endTime=str(to_ms(end)), limit=str(PAGE))
-            rows = parse_funding_history(await self._get(http, FUNDING_HISTORY, params), asset, now)
-            return rows, next_backward([r.ts for r in rows], end, PAGE, start)
-
-        return await collect_pages(page, now, f"bybit {asset} funding history")
-
-    async def _open_interest(
+    async def open_interest(
         self, http: HttpClient, asset: str, start: datetime, now: datetime
     ) -> list[tuple[datetime, float]]:
         """Page hourly OI by cursor, pricing each page with one kline call; unpriced hours drop."""
@@ -236,7 +216,7 @@ class BybitSource(VenueSource):
             more = bool(cursor_next) and coins[0][0] > start
             return priced, cursor_next if more else None
 
-        return await collect_pages(page, "", f"bybit {asset} OI history")
+        return await collect_pages(page, "", f"{self.name} {asset} OI history")
 
     async def _marks(
         self, http: HttpClient, asset: str, first: datetime, last: datetime, now: datetime

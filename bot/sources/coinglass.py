@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from bot.keys import FUTURE_SLACK_DAILY, etf_flow_key
 from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._keyed import KeyedFlowSource
@@ -15,16 +16,14 @@ from bot.sources.http import HttpClient
 
 PATHS = {"btc": "/api/etf/bitcoin/flow-history", "eth": "/api/etf/ethereum/flow-history"}
 """A poll keeps a month (revisions included); the full history since launch is for backfill."""
-_FUTURE_SLACK = timedelta(days=1)
 _MIN_MS = 10**11
 """Epoch values below this are seconds (year 5138 in seconds), not the milliseconds we expect."""
 _TICKER = re.compile(r"[A-Za-z0-9]{1,12}")
 
 
-def series_prefix(asset: str, primary: bool) -> str:
+def series_key(asset: str, primary: bool, fund: str | None = None) -> str:
     """The configured ETF provider owns `etf.<asset>.net_flow`; else CoinGlass keeps its own."""
-    base = f"etf.{asset}.net_flow"
-    return base if primary else f"{base}.coinglass"
+    return etf_flow_key(asset, fund, provider=None if primary else "coinglass")
 
 
 def _check_code(payload: dict[str, Any]) -> None:
@@ -81,7 +80,7 @@ def _funds(raw: Any, where: str) -> list[tuple[str, float]]:
     return list(funds.items())
 
 
-def _day(row: Any, where: str, prefix: str) -> list[Observation]:
+def _day(row: Any, where: str, asset: str, primary: bool) -> list[Observation]:
     """One trading day: the total and each fund's flow."""
     if not isinstance(row, dict):
         raise ParseError(f"coinglass: {where}: expected an object, found {type(row).__name__}")
@@ -89,8 +88,8 @@ def _day(row: Any, where: str, prefix: str) -> list[Observation]:
     total = _usd(row.get("flow_usd"), f"{where}.flow_usd")
     funds = _funds(row.get("etf_flows"), where)
     return [
-        *(Observation(f"{prefix}.{ticker}", ts, value) for ticker, value in funds),
-        Observation(prefix, ts, total),
+        *(Observation(series_key(asset, primary, t), ts, v) for t, v in funds),
+        Observation(series_key(asset, primary), ts, total),
     ]
 
 
@@ -102,13 +101,12 @@ def parse(payload: Any, asset: str, now: datetime, *, primary: bool = True) -> l
     data = payload.get("data")
     if not isinstance(data, list) or not data:
         raise ParseError("coinglass: expected a non-empty `data` list")
-    prefix = series_prefix(asset, primary)
-    days = [_day(row, f"data[{i}]", prefix) for i, row in enumerate(data)]
+    days = [_day(row, f"data[{i}]", asset, primary) for i, row in enumerate(data)]
     days.sort(key=lambda points: points[-1].ts)
     for a, b in itertools.pairwise(days):
         if a[-1].ts == b[-1].ts:
             raise ParseError(f"coinglass: date {a[-1].ts.date().isoformat()} appears twice")
-    if days[-1][-1].ts > now + _FUTURE_SLACK:
+    if days[-1][-1].ts > now + FUTURE_SLACK_DAILY:
         raise ParseError(f"coinglass: date in the future: {days[-1][-1].ts.date().isoformat()}")
     return [p for points in days for p in points]
 

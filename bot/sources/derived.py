@@ -12,22 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from bot.keys import funding_key, oi_key, total_oi_key, weighted_funding_key
 from bot.model import Observation
-from bot.sources._futures import funding_key, oi_key
 from bot.sources._numbers import floor_minute
-
-VENUES = ("binance", "bybit", "okx", "hyperliquid")
-"""The venues writing `funding.<asset>.<venue>` and `oi.<asset>.<venue>` (design §2.3)."""
-
-
-def weighted_key(asset: str) -> str:
-    """The OI-weighted funding series (design §2.3)."""
-    return f"funding.{asset}.oi_weighted"
-
-
-def total_key(asset: str) -> str:
-    """The all-venue open interest series."""
-    return f"oi.{asset}.total"
 
 
 def inputs(assets: Sequence[str], venues: Sequence[str]) -> list[str]:
@@ -73,9 +60,9 @@ def _asset(
     if not (math.isfinite(total) and math.isfinite(weighted)):
         return []
     stamp = floor_minute(now)
-    out = [Observation(weighted_key(asset), stamp, weighted)]
+    out = [Observation(weighted_funding_key(asset), stamp, weighted)]
     if len(pairs) == len(venues):  # a venue missing would look like an OI flush: no total then
-        out.append(Observation(total_key(asset), stamp, total))
+        out.append(Observation(total_oi_key(asset), stamp, total))
     return out
 
 

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
 
 from bot.config import Settings, SourceSettings
+from bot.keys import FUTURE_SLACK_DAILY, etf_flow_key
 from bot.model import Observation
 from bot.sources import ParseError, SourceError
 from bot.sources.http import HttpClient
@@ -27,7 +28,6 @@ TOTAL_TOLERANCE = Decimal("0.15")
 """US$m: the printed Total may differ from the sum of one-decimal fund cells by rounding."""
 _MAX_MUSD = Decimal(1_000_000)
 """US$m: no fund moves a trillion dollars in a day; bigger means we misread the page."""
-_FUTURE_SLACK = timedelta(days=1)
 _NO_READING = frozenset({"", "-", "–", "—"})
 _NUMBER = re.compile(r"(\()?(-)?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\))?", re.ASCII)
 _DATE = re.compile(r"(\d{1,2}) ([A-Za-z]{3,9}) (\d{4})", re.ASCII)
@@ -274,7 +274,7 @@ def _days(rows: list[list[str]], layout: _Layout, now: datetime) -> list[_Day]:
     if not days:
         raise ParseError("farside: flow table has no dated rows")
     newest = max(days)
-    if _midnight(newest) > now + _FUTURE_SLACK:
+    if _midnight(newest) > now + FUTURE_SLACK_DAILY:
         raise ParseError(f"farside: date in the future: {newest.isoformat()}")
     return [days[d] for d in sorted(days)]
 
@@ -289,10 +289,9 @@ def _usd(musd: Decimal) -> float:
     return float((musd * 1_000_000).quantize(Decimal("0.01"))) + 0.0  # no -0.0
 
 
-def series_prefix(asset: str, primary: bool) -> str:
+def series_key(asset: str, primary: bool, fund: str | None = None) -> str:
     """The configured ETF provider owns `etf.<asset>.net_flow`; Farside otherwise keeps its own."""
-    base = f"etf.{asset}.net_flow"
-    return base if primary else f"{base}.farside"
+    return etf_flow_key(asset, fund, provider=None if primary else "farside")
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,13 +323,13 @@ def _check_total(day: _Day, total: Decimal, asset: str) -> list[str]:
 
 def _observations(days: list[_Day], asset: str, primary: bool) -> FarsidePage:
     """Each fund's number, and the day's total once no recently active fund is still `-`."""
-    prefix = series_prefix(asset, primary)
     page = FarsidePage([], [], [])
     for index, day in enumerate(days):
         ts = _midnight(day.day)
         for ticker, value in day.funds.items():
             if value is not None:
-                page.observations.append(Observation(f"{prefix}.{ticker}", ts, _usd(value)))
+                key = series_key(asset, primary, ticker)
+                page.observations.append(Observation(key, ts, _usd(value)))
         if not day.reported:
             continue  # a holiday, or a day nobody has reported yet
         missing = _expected(days, index) - day.reported
@@ -339,7 +338,7 @@ def _observations(days: list[_Day], asset: str, primary: bool) -> FarsidePage:
             continue
         total = sum((v for v in day.funds.values() if v is not None), Decimal(0))
         page.warnings.extend(_check_total(day, total, asset))
-        page.observations.append(Observation(prefix, ts, _usd(total)))
+        page.observations.append(Observation(series_key(asset, primary), ts, _usd(total)))
     return page
 
 

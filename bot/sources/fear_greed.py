@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.config import Settings, SourceSettings
+from bot.keys import FEAR_GREED, FUTURE_SLACK
 from bot.model import Observation, from_epoch
 from bot.sources import ParseError
 from bot.sources.http import HttpClient
 
-SERIES = "fear_greed"
 PATH = "/fng/"
-_FUTURE_SLACK = timedelta(hours=1)
 
 
 def _point(item: Any, index: int) -> Observation:
@@ -38,7 +37,7 @@ def _point(item: Any, index: int) -> Observation:
         raise ParseError(f"fear_greed: data[{index}].value: expected 0–100, found {value}")
     if seconds > 10**11:
         raise ParseError(f"fear_greed: data[{index}].timestamp: looks like milliseconds: {seconds}")
-    return Observation(SERIES, from_epoch(seconds), float(value))
+    return Observation(FEAR_GREED, from_epoch(seconds), float(value))
 
 
 def parse(payload: Any, now: datetime) -> list[Observation]:
@@ -52,7 +51,7 @@ def parse(payload: Any, now: datetime) -> list[Observation]:
     if not isinstance(data, list) or not data:
         raise ParseError("fear_greed: expected a non-empty `data` list")
     points = sorted((_point(item, i) for i, item in enumerate(data)), key=lambda p: p.ts)
-    if points[-1].ts > now + _FUTURE_SLACK:
+    if points[-1].ts > now + FUTURE_SLACK:
         raise ParseError(f"fear_greed: timestamp in the future: {points[-1].ts.isoformat()}")
     return list({p.ts: p for p in points}.values())
 

@@ -1,10 +1,9 @@
-"""One shared aiohttp session with timeouts and bounded, jittered retries (design §3)."""
+"""One shared aiohttp session with timeouts and bounded, jittered retries."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -12,8 +11,6 @@ from typing import Any
 import aiohttp
 
 from bot.sources import ParseError, SourceError
-
-log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 Sleep = Callable[[float], Awaitable[None]]

@@ -20,13 +20,13 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from bot.config import HttpJsonEndpoint, HttpJsonSettings, Settings, SourceSettings
+from bot.keys import SERIES_KEY
 from bot.model import Observation
 from bot.sources import ParseError, SourceError
 from bot.sources._numbers import EpochUnit, checked_time, epoch, floor_minute, number, shown
 from bot.sources.http import HttpClient
 
 NAME = "http_json"
-SERIES_KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TEXT_FORMATS = {"iso": "an ISO-8601 time", "date": "a YYYY-MM-DD date"}
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)

@@ -8,20 +8,15 @@ answer lists `fundingIntervalHours: 1` for HlPerp), so rates are multiplied by 8
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._futures import (
     Settlement,
     Snapshot,
     VenueSource,
-    collect_pages,
-    forward_start,
-    funding_history,
     funding_rate,
-    next_forward,
     notional,
 )
 from bot.sources._numbers import (
@@ -34,6 +29,7 @@ from bot.sources._numbers import (
     sequence,
     to_ms,
 )
+from bot.sources._paging import Paging
 from bot.sources.http import HttpClient
 
 VENUE = "hyperliquid"
@@ -116,6 +112,8 @@ class HyperliquidSource(VenueSource):
     """One POST per poll for all assets; backfill pages `fundingHistory` forward (no OI history)."""
 
     name = VENUE
+    funding_paging = Paging(HISTORY_PAGE, forward=True)
+    fixed_schedule = True
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset from one `metaAndAssetCtxs`, stamped at the poll's minute."""
@@ -127,22 +125,14 @@ class HyperliquidSource(VenueSource):
             for asset, ctx in contexts.items()
         ]
 
-    async def history(
-        self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
-    ) -> list[Observation]:
-        """Settled hourly funding since `start`; Hyperliquid offers no OI history."""
-        asset = snapshot.asset
-
-        async def page(cursor: datetime) -> tuple[list[Settlement], datetime | None]:
-            body = {
-                "type": "fundingHistory",
-                "coin": coin(asset),
-                "startTime": to_ms(cursor),
-                "endTime": to_ms(now),
-            }
-            rows = parse_funding_history(await self._post(http, INFO, body), asset, now)
-            return rows, next_forward([r.ts for r in rows], cursor, HISTORY_PAGE)
-
-        first = forward_start(start, now, timedelta(hours=HOURS), HISTORY_PAGE)
-        rows = await collect_pages(page, first, f"hyperliquid {asset} funding history")
-        return funding_history(asset, VENUE, rows, HOURS, fixed=True)
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
+    ) -> list[Settlement]:
+        """Hourly settlements from `cursor` on; Hyperliquid offers no OI history."""
+        body = {
+            "type": "fundingHistory",
+            "coin": coin(asset),
+            "startTime": to_ms(cursor),
+            "endTime": to_ms(now),
+        }
+        return parse_funding_history(await self._post(http, INFO, body), asset, now)

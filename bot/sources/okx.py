@@ -12,18 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._futures import (
     Settlement,
     Snapshot,
     VenueSource,
-    collect_pages,
-    funding_history,
     funding_rate,
     interval_hours,
-    next_backward,
-    oi_history,
 )
 from bot.sources._numbers import (
     epoch,
@@ -36,6 +31,7 @@ from bot.sources._numbers import (
     shown,
     to_ms,
 )
+from bot.sources._paging import Paging
 from bot.sources.http import HttpClient
 
 VENUE = "okx"
@@ -145,6 +141,8 @@ class OkxSource(VenueSource):
     """Three calls per asset; backfill pages funding and rubik OI backwards from now."""
 
     name = VENUE
+    funding_paging = Paging(FUNDING_PAGE, forward=False)
+    oi_paging = Paging(OI_PAGE, forward=False)
 
     async def snapshots(self, http: HttpClient, now: datetime) -> list[Snapshot]:
         """Read every asset's funding, open interest and mark price."""
@@ -163,48 +161,22 @@ class OkxSource(VenueSource):
         mark = parse_mark_price(mark_raw, asset, now)
         return Snapshot(asset, VENUE, funding.ts, funding.rate, funding.hours, oi_usd, mark)
 
-    async def history(
-        self, http: HttpClient, snapshot: Snapshot, start: datetime, now: datetime
-    ) -> list[Observation]:
-        """Settled funding (OKX keeps three months) and hourly OI since `start`."""
-        asset = snapshot.asset
-        settlements = await self._settlements(http, asset, start, now)
-        oi = await self._open_interest(http, asset, start, now)
-        return [
-            *funding_history(asset, VENUE, settlements, snapshot.interval_hours),
-            *oi_history(asset, VENUE, oi),
-        ]
-
-    async def _settlements(
-        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    async def funding_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
     ) -> list[Settlement]:
-        """Page backwards: `after` asks for records older than a time."""
+        """Settled rates older than `cursor` (`after`); OKX keeps three months of them."""
+        params = {"instId": inst_id(asset), "after": str(to_ms(cursor)), "limit": str(FUNDING_PAGE)}
+        return parse_funding_history(await self._get(http, FUNDING_HISTORY, params), asset, now)
 
-        async def page(end: datetime) -> tuple[list[Settlement], datetime | None]:
-            params = {
-                "instId": inst_id(asset),
-                "after": str(to_ms(end)),
-                "limit": str(FUNDING_PAGE),
-            }
-            rows = parse_funding_history(await self._get(http, FUNDING_HISTORY, params), asset, now)
-            return rows, next_backward([r.ts for r in rows], end, FUNDING_PAGE, start)
-
-        return await collect_pages(page, now, f"okx {asset} funding history")
-
-    async def _open_interest(
-        self, http: HttpClient, asset: str, start: datetime, now: datetime
+    async def oi_page(
+        self, http: HttpClient, asset: str, cursor: datetime, start: datetime, now: datetime
     ) -> list[tuple[datetime, float]]:
-        """Page hourly rubik OI backwards by `end`, from `start` on."""
-
-        async def page(end: datetime) -> tuple[list[tuple[datetime, float]], datetime | None]:
-            params = {
-                "instId": inst_id(asset),
-                "period": "1H",
-                "begin": str(to_ms(start)),
-                "end": str(to_ms(end)),
-                "limit": str(OI_PAGE),
-            }
-            rows = parse_oi_history(await self._get(http, OI_HISTORY, params), now)
-            return rows, next_backward([ts for ts, _ in rows], end, OI_PAGE, start)
-
-        return await collect_pages(page, now, f"okx {asset} OI history")
+        """Hourly rubik OI from `start` up to `cursor` (`begin`, `end`)."""
+        params = {
+            "instId": inst_id(asset),
+            "period": "1H",
+            "begin": str(to_ms(start)),
+            "end": str(to_ms(cursor)),
+            "limit": str(OI_PAGE),
+        }
+        return parse_oi_history(await self._get(http, OI_HISTORY, params), now)

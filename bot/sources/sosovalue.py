@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
+from bot.keys import FUTURE_SLACK_DAILY, etf_flow_key
 from bot.model import Observation
 from bot.sources import ParseError
 from bot.sources._keyed import KeyedFlowSource
@@ -16,15 +17,13 @@ from bot.sources.http import HttpClient
 PATH = "/openapi/v2/etf/historicalInflowChart"
 TYPES = {"btc": "us-btc-spot", "eth": "us-eth-spot"}
 """A poll keeps a month (revisions included); the endpoint's ~300 days are for backfill."""
-_FUTURE_SLACK = timedelta(days=1)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _DECIMAL = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
 
 
-def series_name(asset: str, primary: bool) -> str:
+def series_key(asset: str, primary: bool) -> str:
     """The configured ETF provider owns `etf.<asset>.net_flow`; else SoSoValue keeps its own."""
-    base = f"etf.{asset}.net_flow"
-    return base if primary else f"{base}.sosovalue"
+    return etf_flow_key(asset, provider=None if primary else "sosovalue")
 
 
 def _check_code(payload: dict[str, Any]) -> None:
@@ -87,13 +86,13 @@ def parse(payload: Any, asset: str, now: datetime, *, primary: bool = True) -> l
     path, rows = _rows(payload)
     if not rows:
         raise ParseError(f"sosovalue: `{path}` is empty")
-    series = series_name(asset, primary)
+    series = series_key(asset, primary)
     points = [_point(row, f"{path}[{i}]", series) for i, row in enumerate(rows)]
     points.sort(key=lambda p: p.ts)
     for a, b in itertools.pairwise(points):
         if a.ts == b.ts:
             raise ParseError(f"sosovalue: date {a.ts.date().isoformat()} appears twice")
-    if points[-1].ts > now + _FUTURE_SLACK:
+    if points[-1].ts > now + FUTURE_SLACK_DAILY:
         raise ParseError(f"sosovalue: date in the future: {points[-1].ts.date().isoformat()}")
     return points
 

@@ -643,7 +643,7 @@ class SqlStore:
         }
 
     async def save_source_health(self, health: SourceHealth) -> None:
-        """Persist a source's health after each poll (`extra` is not stored)."""
+        """Persist a source's health after each poll."""
         stmt = self._replace(db.source_health, ("name",)).values(
             name=health.name,
             up=health.up,

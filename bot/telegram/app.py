@@ -1,4 +1,4 @@
-"""Build the PTB application and start/stop it by hand, so it shares our event loop (design §1).
+"""Build the PTB application and start/stop it by hand, so it shares our event loop.
 
 PTB 22.8 notes: `AIORateLimiter(max_retries=0)` paces sends (≤30/s overall, ≤20/min per group
 or channel) but re-raises every 429, so `RetryAfter` reaches the outbox, which owns retries;

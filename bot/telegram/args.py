@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from bot.durations import format_duration, parse_duration
 from bot.engine.rules import RuleSet
+from bot.keys import SERIES_KEY
 from bot.model import OFF
 from bot.timezones import parse_hhmm, zone_name
 
@@ -17,7 +18,8 @@ MAX_HISTORY = 50
 DEFAULT_HISTORY = 10
 DEFAULT_SPAN = "30d"
 MAX_SPAN = timedelta(days=366)
-_SERIES = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}")
+MAX_SERIES_PARTS = 4
+"""`/chart` keys have at most four dotted parts: `etf.btc.net_flow.farside.ibit` is refused."""
 _SPAN = re.compile(r"(\d{1,3})([hdwy])")
 _SPAN_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
@@ -127,6 +129,11 @@ def parse_span(text: str) -> timedelta | None:
     return span if timedelta(hours=1) <= span <= MAX_SPAN else None
 
 
+def _chartable(series: str) -> bool:
+    """A well-formed series key short enough in parts for `/chart`."""
+    return bool(SERIES_KEY.fullmatch(series)) and series.count(".") < MAX_SERIES_PARTS
+
+
 def parse_chart(args: Sequence[str]) -> ChartArgs | Usage:
     """`/chart SERIES [RANGE]`: the key's shape is checked here, its existence by the caller."""
     usage = Usage(
@@ -135,7 +142,7 @@ def parse_chart(args: Sequence[str]) -> ChartArgs | Usage:
     if not 1 <= len(args) <= 2:
         return usage
     series = args[0].strip().lower()
-    if len(series) > 64 or not _SERIES.fullmatch(series):
+    if len(series) > 64 or not _chartable(series):
         return usage
     label = args[1].strip().lower() if len(args) == 2 else DEFAULT_SPAN
     span = parse_span(label)

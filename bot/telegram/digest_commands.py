@@ -1,4 +1,4 @@
-"""The digest commands: `/summary`, `/chart`, `/digest` and `/timezone` (design §6)."""
+"""The digest commands: `/summary`, `/chart`, `/digest` and `/timezone`."""
 
 from __future__ import annotations
 

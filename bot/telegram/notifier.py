@@ -1,4 +1,4 @@
-"""The Telegram notifier: sends HTML and turns PTB's errors into retry semantics (design §5)."""
+"""The Telegram notifier: sends HTML and turns PTB's errors into retry semantics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command registry: one tuple feeds the handlers, `/help` and `setMyCommands` (design §6)."""
+"""The command registry: one tuple feeds the handlers, `/help` and `setMyCommands`."""
 
 from __future__ import annotations
 
