@@ -17,7 +17,8 @@ from bot.delivery.notifier import DeliveryError, Notifier
 from bot.delivery.outbox import OutboxWorker
 from bot.derive_job import derive_and_store
 from bot.digest.job import DigestJob, DigestRun
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 from bot.model import Clock, system_clock
 from bot.polling import poll_source
 from bot.rules_watch import RulesWatcher

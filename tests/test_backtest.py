@@ -11,7 +11,9 @@ import pytest
 
 from bot.alerts.backtest import Event, replay, simulated_end
 from bot.alerts.evaluate import run_series_rule
-from bot.engine.rules import RuleSet, SeriesRule, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.rules import SeriesRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.interchange import read_csv
 from bot.model import AlertState, from_epoch, to_epoch

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.alerts.pipeline import evaluate_series
-from bot.engine.rules import load_rules
+from bot.engine.loader import load_rules
 from bot.model import ChatKind, Observation
 from tests.conftest import ROOT
 from tests.store_backends import make_sqlite_store

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bot.alerts.pipeline import evaluate_series
 from bot.config import DeliverySettings
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Observation
 from bot.store import Store
 from tests.store_backends import make_sqlite_store

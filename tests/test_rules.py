@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.engine.rules import AtMost, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.rules import AtMost
 from tests.conftest import ROOT
 
 

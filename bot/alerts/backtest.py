@@ -12,7 +12,8 @@ from bot.alerts.evaluate import run_series_rule, timing
 from bot.alerts.lifecycle import Change, advance
 from bot.alerts.pipeline import message_for
 from bot.engine.conditions import Evaluated
-from bot.engine.rules import AnyRule, CompositeRule, RuleSet
+from bot.engine.rules import AnyRule, CompositeRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.model import AlertState, AlertStatus, TransitionKind, from_epoch, to_epoch
 

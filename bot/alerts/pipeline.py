@@ -15,7 +15,8 @@ from bot.alerts.policy import STORM_WINDOW, plan
 from bot.alerts.render import render_transition
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
-from bot.engine.rules import AnyRule, RuleSet, SeriesRule
+from bot.engine.rules import AnyRule, SeriesRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch

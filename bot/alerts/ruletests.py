@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.alerts.backtest import replay
 from bot.durations import Duration
 from bot.engine.calendar import DAY, sessions_from
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.model import to_epoch
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.durations import format_duration
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind
 from bot.sources.status import SourceStatus
 
