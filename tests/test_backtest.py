@@ -12,7 +12,7 @@ import pytest
 from bot.alerts.backtest import Event, replay, simulated_end
 from bot.alerts.evaluate import run_series_rule
 from bot.engine.loader import load_rules
-from bot.engine.rules import SeriesRule
+from bot.engine.rules import CompositeRule, SeriesRule
 from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.interchange import read_csv
@@ -159,3 +159,23 @@ def test_intraday_day_buckets_agree_live_and_in_replay() -> None:
     found = replay(RuleSet((rule,)), {rule.series: s}, simulated_end({rule.series: s}, None))
     assert found
     assert live_marks(rule, s) == [(e.state, e.at) for e in found]
+
+
+def test_composite_breakpoints_after_the_end_are_cut_with_its_lifecycle_inputs() -> None:
+    """A `within` expiring after the end leaves breakpoints there; confirm must not step past."""
+    day, t0 = 86400, int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+    member = SeriesRule.model_validate({"id": "a", "series": "x", "condition": {"above": 0}})
+    composite = CompositeRule.model_validate(
+        {"id": "c", "any": ["a"], "within": "1d", "confirm": 2}
+    )
+    s = Series.of([t0 + d * day for d in (0, 1, 20, 21)], [1.0, -1.0, 1.0, -1.0])
+    rules = RuleSet((member, composite))
+    early = replay(rules, {"x": s}, from_epoch(t0 + day // 2))
+    assert [e for e in early if e.rule == "c"] == []
+    late = replay(rules, {"x": s}, from_epoch(t0 + 22 * day))
+    assert [(e.state, e.at) for e in late if e.rule == "c"] == [
+        ("firing", from_epoch(t0 + day)),
+        ("resolved", from_epoch(t0 + day + 1)),
+        ("firing", from_epoch(t0 + 21 * day)),
+        ("resolved", from_epoch(t0 + 21 * day + 1)),
+    ]

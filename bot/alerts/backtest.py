@@ -102,7 +102,8 @@ def replay(
         if progress:
             progress(composite.id)
         ts, counts, flags = _composite_points(composite, by_rule)
-        ts, counts, flags = ts[ts <= to_epoch(end)], counts[: ts.size], flags[: ts.size]
+        kept = ts <= to_epoch(end)
+        ts, counts, flags = ts[kept], counts[kept], flags[kept]
         state = AlertState(composite.id, AlertStatus.INACTIVE, fingerprint=composite.fingerprint)
         _, changes = advance(timing(composite), state, ts, counts, flags, ~flags)
         by_rule[composite.id] = changes
