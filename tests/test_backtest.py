@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bot.alerts.backtest import Event, replay, simulated_end
-from bot.alerts.evaluate import run_series_rule
+from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.engine.loader import load_rules
-from bot.engine.rules import CompositeRule, SeriesRule
+from bot.engine.rules import CompositeRule, RuleFile, SeriesRule
 from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.interchange import read_csv
@@ -179,3 +179,51 @@ def test_composite_breakpoints_after_the_end_are_cut_with_its_lifecycle_inputs()
         ("firing", from_epoch(t0 + 21 * day)),
         ("resolved", from_epoch(t0 + 21 * day + 1)),
     ]
+
+
+Mark = tuple[str, str, datetime]
+
+
+def live_rule_marks(rules: RuleSet, data: dict[str, Series], moments: list[int]) -> list[Mark]:
+    """Run every rule as the live pass does, with the clock at each moment in turn."""
+    states: dict[str, AlertState] = {}
+    found: list[Mark] = []
+    for moment in moments:
+        now = from_epoch(moment)
+        for rule in rules.series_rules():
+            s = data[rule.series]
+            seen = int(s.ts.searchsorted(moment, side="right"))
+            state, changes, _ = run_series_rule(
+                rule, states.get(rule.id), Series(s.ts[:seen], s.values[:seen]), now
+            )
+            states[rule.id] = state
+            found.extend((rule.id, c.kind.value, c.at) for c in changes)
+        for composite in rules.composites():
+            state, changes = run_composite_live(composite, states.get(composite.id), states, now)
+            states[composite.id] = state
+            found.extend((composite.id, c.kind.value, c.at) for c in changes)
+    return sorted(found, key=lambda m: (m[2], m[0]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_composites_fire_and_resolve_alike_live_and_in_replay(seed: int) -> None:
+    """One member history, two clocks: polled moment by moment, and replayed in one go."""
+    day, start = 86400, int(datetime(2025, 3, 3, tzinfo=UTC).timestamp())
+    rng = np.random.default_rng(seed)
+    ts = start + np.arange(60, dtype=np.int64) * day
+    data = {key: Series(ts, rng.standard_normal(ts.size)) for key in ("x", "y")}
+    spec: list[dict[str, object]] = [
+        {"id": "x-high", "series": "x", "condition": {"above": 1.0}},
+        {"id": "y-low", "series": "y", "condition": {"below": -0.5}},
+        {"id": "both", "all": ["x-high", "y-low"], "within": "3d"},
+        {"id": "either", "any": ["x-high", "y-low"]},
+        {"id": "both-then-x", "all": ["both", "x-high"], "within": "2d"},
+    ]
+    rules = RuleSet(tuple(RuleFile.model_validate({"rules": spec}).rules))
+    # members change at points; a window runs out a second after fired_at + within
+    moments = sorted({int(t) + later for t in ts for later in (0, 2 * day + 1, 3 * day + 1)})
+    end = moments[-1] + 1
+    replayed = [(e.rule, e.state, e.at) for e in replay(rules, data, from_epoch(end))]
+    live = live_rule_marks(rules, data, moments)
+    assert [m for m in live if m[0] in {"both", "either", "both-then-x"}]
+    assert live == replayed
