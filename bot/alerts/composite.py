@@ -69,9 +69,9 @@ def episodes_from_changes(changes: Iterable[Change]) -> list[Episode]:
     out: list[Episode] = []
     fired: int | None = None
     for change in changes:
-        if change.kind is not TransitionKind.RESOLVED:
+        if change.kind is TransitionKind.FIRING:
             fired = micros(change.at)
-        elif fired is not None:
+        elif change.kind is TransitionKind.RESOLVED and fired is not None:
             out.append((fired, micros(change.at)))
             fired = None
     if fired is not None:

@@ -69,9 +69,7 @@ async def plan(
         if rid not in counts:
             counts[rid] = await store.sent_counts(rid, now - STORM_WINDOW)
             told[rid] = await store.notified(rid)
-        follow_up = (
-            transition.kind is TransitionKind.RESOLVED or transition.reason == "still firing"
-        )
+        follow_up = transition.kind in (TransitionKind.RESOLVED, TransitionKind.REMINDER)
         for chat in chats:
             if muted(mutes.get(chat, {}), rule, rid):
                 continue
