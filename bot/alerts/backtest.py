@@ -1,4 +1,4 @@
-"""Replay history through the rules and the lifecycle on a simulated clock (design §2.1)."""
+"""Replay history through the rules and the lifecycle on a simulated clock."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Event:
     message: str
 
     def as_json(self) -> dict[str, object]:
-        """The §2.1 shape."""
+        """What `backtest --json` prints for it: rule, state, at, value and message."""
         return {
             "rule": self.rule,
             "state": self.state,

@@ -1,4 +1,7 @@
-"""Who is told about a transition: mutes, the notification log, and the storm breaker (§5)."""
+"""Who is told about a transition: mutes, the notification log and the storm breaker.
+
+See docs/architecture.md, "Delivery".
+"""
 
 from __future__ import annotations
 

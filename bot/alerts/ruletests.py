@@ -1,4 +1,4 @@
-"""Rule unit tests (`rules/tests/*.yaml`), modelled on `promtool test rules` (design §4.6).
+"""Rule unit tests (`rules/tests/*.yaml`), modelled on `promtool test rules`.
 
 Input series use a compact notation: `-100x5 50` is five points of −100 then one of 50;
 `1+2x3` counts up (1 3 5 7, promtool style); `_` is a missing point and `_x3` three of them;
