@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from bot.alerts.backtest import replay
-from bot.engine.rules import RuleSet, SeriesRule
+from bot.engine.rules import SeriesRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 
 RESULTS = Path(__file__).resolve().parent / "results"

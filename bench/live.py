@@ -20,7 +20,8 @@ import numpy as np
 
 from bench.backtest import bench_rules, random_walks
 from bot.alerts.pipeline import evaluate_series
-from bot.engine.rules import CompositeRule, RuleSet
+from bot.engine.rules import CompositeRule
+from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Observation, from_epoch
 from bot.store.sql import SqlStore
 

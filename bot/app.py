@@ -19,7 +19,7 @@ from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import OutboxWorker
 from bot.digest.job import DigestJob
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.jobs import Pipeline
 from bot.model import Clock, system_clock
 from bot.rules_watch import LiveRules

@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # check -------------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate settings and rule files; print `file:line:col: message` lines."""
-    from bot.engine.rules import load_rules
+    from bot.engine.loader import load_rules
 
     settings = _settings(args)
     directory = args.rules or settings.rules.dir
@@ -188,7 +188,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 # status ------------------------------------------------------------------------------------------
 async def _status(settings: Settings) -> int:
-    from bot.engine.rules import load_rules
+    from bot.engine.loader import load_rules
     from bot.store import open_store
 
     store = await open_store(settings.store.url)
@@ -268,7 +268,7 @@ def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Replay stored history through the rules and the lifecycle on a simulated clock."""
     from bot.alerts.backtest import replay, simulated_end
-    from bot.engine.rules import load_rules
+    from bot.engine.loader import load_rules
 
     settings = _settings(args)
     rules = load_rules(args.rules or settings.rules.dir)

@@ -67,6 +67,13 @@ class TransitionKind(enum.StrEnum):
 
     FIRING = "firing"
     RESOLVED = "resolved"
+    REMINDER = "reminder"
+    """Still firing after the rule's `repeat`: told again, only to chats that were told it fired."""
+
+    @property
+    def state(self) -> str:
+        """The alert's state after the change, as templates, logs and /history name it."""
+        return (TransitionKind.FIRING if self is TransitionKind.REMINDER else self).value
 
 
 @dataclass(frozen=True, slots=True)

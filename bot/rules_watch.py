@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 Snapshot = tuple[tuple[str, int, int], ...]

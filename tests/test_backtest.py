@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from bot.alerts.backtest import Event, replay, simulated_end
-from bot.alerts.evaluate import run_series_rule
-from bot.engine.rules import RuleSet, SeriesRule, load_rules
+from bot.alerts.evaluate import run_composite_live, run_series_rule
+from bot.engine.loader import load_rules
+from bot.engine.rules import CompositeRule, RuleFile, SeriesRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.interchange import read_csv
 from bot.model import AlertState, from_epoch, to_epoch
@@ -157,3 +159,71 @@ def test_intraday_day_buckets_agree_live_and_in_replay() -> None:
     found = replay(RuleSet((rule,)), {rule.series: s}, simulated_end({rule.series: s}, None))
     assert found
     assert live_marks(rule, s) == [(e.state, e.at) for e in found]
+
+
+def test_composite_breakpoints_after_the_end_are_cut_with_its_lifecycle_inputs() -> None:
+    """A `within` expiring after the end leaves breakpoints there; confirm must not step past."""
+    day, t0 = 86400, int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+    member = SeriesRule.model_validate({"id": "a", "series": "x", "condition": {"above": 0}})
+    composite = CompositeRule.model_validate(
+        {"id": "c", "any": ["a"], "within": "1d", "confirm": 2}
+    )
+    s = Series.of([t0 + d * day for d in (0, 1, 20, 21)], [1.0, -1.0, 1.0, -1.0])
+    rules = RuleSet((member, composite))
+    early = replay(rules, {"x": s}, from_epoch(t0 + day // 2))
+    assert [e for e in early if e.rule == "c"] == []
+    late = replay(rules, {"x": s}, from_epoch(t0 + 22 * day))
+    assert [(e.state, e.at) for e in late if e.rule == "c"] == [
+        ("firing", from_epoch(t0 + day)),
+        ("resolved", from_epoch(t0 + day + 1)),
+        ("firing", from_epoch(t0 + 21 * day)),
+        ("resolved", from_epoch(t0 + 21 * day + 1)),
+    ]
+
+
+Mark = tuple[str, str, datetime]
+
+
+def live_rule_marks(rules: RuleSet, data: dict[str, Series], moments: list[int]) -> list[Mark]:
+    """Run every rule as the live pass does, with the clock at each moment in turn."""
+    states: dict[str, AlertState] = {}
+    found: list[Mark] = []
+    for moment in moments:
+        now = from_epoch(moment)
+        for rule in rules.series_rules():
+            s = data[rule.series]
+            seen = int(s.ts.searchsorted(moment, side="right"))
+            state, changes, _ = run_series_rule(
+                rule, states.get(rule.id), Series(s.ts[:seen], s.values[:seen]), now
+            )
+            states[rule.id] = state
+            found.extend((rule.id, c.kind.value, c.at) for c in changes)
+        for composite in rules.composites():
+            state, changes = run_composite_live(composite, states.get(composite.id), states, now)
+            states[composite.id] = state
+            found.extend((composite.id, c.kind.value, c.at) for c in changes)
+    return sorted(found, key=lambda m: (m[2], m[0]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_composites_fire_and_resolve_alike_live_and_in_replay(seed: int) -> None:
+    """One member history, two clocks: polled moment by moment, and replayed in one go."""
+    day, start = 86400, int(datetime(2025, 3, 3, tzinfo=UTC).timestamp())
+    rng = np.random.default_rng(seed)
+    ts = start + np.arange(60, dtype=np.int64) * day
+    data = {key: Series(ts, rng.standard_normal(ts.size)) for key in ("x", "y")}
+    spec: list[dict[str, object]] = [
+        {"id": "x-high", "series": "x", "condition": {"above": 1.0}},
+        {"id": "y-low", "series": "y", "condition": {"below": -0.5}},
+        {"id": "both", "all": ["x-high", "y-low"], "within": "3d"},
+        {"id": "either", "any": ["x-high", "y-low"]},
+        {"id": "both-then-x", "all": ["both", "x-high"], "within": "2d"},
+    ]
+    rules = RuleSet(tuple(RuleFile.model_validate({"rules": spec}).rules))
+    # members change at points; a window runs out a second after fired_at + within
+    moments = sorted({int(t) + later for t in ts for later in (0, 2 * day + 1, 3 * day + 1)})
+    end = moments[-1] + 1
+    replayed = [(e.rule, e.state, e.at) for e in replay(rules, data, from_epoch(end))]
+    live = live_rule_marks(rules, data, moments)
+    assert [m for m in live if m[0] in {"both", "either", "both-then-x"}]
+    assert live == replayed

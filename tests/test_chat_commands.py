@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, TelegramSettings
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 from bot.model import AlertState, AlertStatus, ChatKind, SourceHealth, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.app import TelegramApp, build_application, start_telegram

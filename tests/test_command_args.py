@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.engine.rules import load_rules
+from bot.engine.loader import load_rules
 from bot.model import OFF
 from bot.telegram.args import (
     MAX_MUTE,

@@ -1,4 +1,4 @@
-"""Conditions, transforms and the trading calendar on small hand-made series (design §4.1–4.2)."""
+"""Conditions, transforms and the trading calendar on small hand-made series."""
 
 from __future__ import annotations
 

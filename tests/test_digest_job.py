@@ -18,7 +18,7 @@ from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import Pacer
 from bot.digest.job import RETRY_LATER, DigestJob
 from bot.digest.schedule import DIGEST_LEASE
-from bot.engine.rules import load_rules
+from bot.engine.loader import load_rules
 from bot.interchange import read_csv
 from bot.model import ChatKind, Transition, TransitionKind
 from bot.numbers import usd

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.alerts.composite import composite_holds, episodes_from_state, micros
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
 from bot.engine.rules import CompositeRule, SeriesRule
@@ -154,6 +155,26 @@ def test_composite_counts_members_fired_within_the_window() -> None:
     assert [ch.kind.value for ch in changes] == ["firing"]
     state, changes = run_composite_live(c, state, {"a": firing, "b": old}, now + timedelta(hours=1))
     assert [ch.kind.value for ch in changes] == ["resolved"]
+
+
+def test_live_member_counts_to_the_microsecond_and_when_stamped_ahead() -> None:
+    c = CompositeRule.model_validate({"id": "c", "any": ["b"], "within": "1500ms"})
+    now = T0 + timedelta(days=1, microseconds=250)
+
+    def holds(state: AlertState) -> bool:
+        at = micros(now)
+        _, flags = composite_holds(c, {"b": episodes_from_state(state, at)}, np.array([at]))
+        return bool(flags[0])
+
+    def fired(ago: timedelta) -> AlertState:
+        return AlertState("b", AlertStatus.INACTIVE, last_fired_at=now - ago)
+
+    assert holds(fired(timedelta(milliseconds=1500)))
+    assert not holds(fired(timedelta(milliseconds=1500, microseconds=1)))
+    ahead = now + timedelta(minutes=30)  # a point stamped ahead of our clock
+    assert holds(AlertState("b", AlertStatus.FIRING, since=ahead, last_fired_at=ahead))
+    assert holds(AlertState("b", AlertStatus.INACTIVE, last_fired_at=ahead))
+    assert not holds(AlertState("b", AlertStatus.PENDING, since=now))
 
 
 def test_jumping_lifecycle_matches_a_point_by_point_reference() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.alerts.pipeline import evaluate_series
-from bot.engine.rules import load_rules
-from bot.model import ChatKind, Observation
+from bot.digest.scorecard import DigestData, build_digest, render_digest
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
+from bot.model import ChatKind, Observation, Transition, TransitionKind
+from bot.telegram.views import history_text
 from tests.conftest import ROOT
 from tests.store_backends import make_sqlite_store
 
@@ -101,12 +105,34 @@ async def test_repeat_reminds_while_firing_and_not_more_often(tmp_path: Path) ->
         quiet = await evaluate_series(store, rules, None, DAY0 + timedelta(hours=20), ["c"])
         assert quiet.transitions == ()
         again = await evaluate_series(store, rules, None, DAY0 + timedelta(days=1, hours=2), ["c"])
-        assert [(t.kind.value, t.reason) for t in again.transitions] == [("firing", "still firing")]
+        assert [(t.kind, t.reason) for t in again.transitions] == [
+            (TransitionKind.REMINDER, "still firing")
+        ]
+        assert again.transitions[0].message == "fear at 10"  # the firing template, state "firing"
         assert again.enqueued == 1
         items = await store.claim_outbox("w", DAY0 + timedelta(days=2))
         assert "Still firing: f" in items[-1].text and "for 1d2h" in items[-1].text
         soon = await evaluate_series(store, rules, None, DAY0 + timedelta(days=1, hours=3), ["c"])
         assert soon.transitions == ()
+    finally:
+        await store.close()
+
+
+async def test_reminders_show_as_firing_in_history_and_digest_old_rows_too(tmp_path: Path) -> None:
+    """An older version stored a reminder as a firing with reason "still firing": same lines."""
+    store = await make_sqlite_store(tmp_path)
+    try:
+        reminder = Transition(
+            "f", TransitionKind.REMINDER, NOW, 10.0, "fear at 10", "warning", "still firing", DAY0
+        )
+        older = replace(reminder, kind=TransitionKind.FIRING)
+        await store.record_evaluation([], [reminder, older], [], NOW)
+        stored = await store.transitions()
+        assert [t.kind for t in stored] == [TransitionKind.FIRING, TransitionKind.REMINDER]
+        lines = history_text(stored, RuleSet()).splitlines()[1:]
+        assert lines == ["2025-11-01 00:00 UTC 🔴 <b>f</b> firing — still firing"] * 2
+        digest = render_digest(build_digest(DigestData((), transitions=tuple(stored)), NOW, "UTC"))
+        assert digest.count("🟠 <b>f</b>: fear at 10") == 2
     finally:
         await store.close()
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from bot.alerts.pipeline import evaluate_series
 from bot.config import DeliverySettings
-from bot.engine.rules import RuleSet, load_rules
-from bot.model import ChatKind, Observation
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
+from bot.model import ChatKind, Observation, TransitionKind
 from bot.store import Store
 from tests.store_backends import make_sqlite_store
 
@@ -68,6 +69,25 @@ async def test_resolve_goes_only_to_chats_told_it_fired(tmp_path: Path) -> None:
         await store.subscribe(2, ChatKind.PRIVATE, "", T0 + timedelta(minutes=40))  # joined late
         assert await step(store, rules, 1, 1) == 1
         assert await drain(store, T0 + timedelta(hours=2)) == [("1", "resolved")]
+    finally:
+        await store.close()
+
+
+async def test_reminder_goes_only_to_chats_told_it_fired_whatever_their_filter(
+    tmp_path: Path,
+) -> None:
+    store = await make_sqlite_store(tmp_path)
+    rules = rules_in(tmp_path, "    repeat: 1h\n")
+    try:
+        await store.subscribe(1, ChatKind.PRIVATE, "", T0)
+        assert await step(store, rules, 0, -1) == 1
+        await drain(store, T0 + timedelta(minutes=30))
+        await store.subscribe(2, ChatKind.PRIVATE, "", T0 + timedelta(minutes=40))  # joined late
+        await store.set_filter("1", ["tag:other"])  # told it fired: still reminded
+        later = T0 + timedelta(hours=2)
+        outcome = await evaluate_series(store, rules, None, later, delivery=NOW)
+        assert [t.kind for t in outcome.transitions] == [TransitionKind.REMINDER]
+        assert await drain(store, later) == [("1", "reminder")]
     finally:
         await store.close()
 

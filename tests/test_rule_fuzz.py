@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from bot.alerts.lifecycle import Change
 from bot.alerts.pipeline import message_for
-from bot.engine.rules import AnyRule, RuleIssue, SeriesRule, load_rules, load_text
+from bot.engine.loader import load_rules, load_text
+from bot.engine.rules import AnyRule, SeriesRule
+from bot.engine.ruleset import RuleIssue
 from bot.engine.templates import TemplateError, check, render
 from bot.model import TransitionKind, from_epoch
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.engine.rules import AtMost, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.rules import AtMost
 from tests.conftest import ROOT
 
 
@@ -91,6 +92,19 @@ def test_id_must_be_kebab_case(tmp_path: Path) -> None:
     (issue,) = load_rules(tmp_path).issues
     assert "kebab-case" in issue.message
     assert issue.line == 2
+
+
+def test_series_must_be_a_series_key(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n  - id: flows\n    series: ETF.btc..flow\n    condition: {above: 1}\n",
+    )
+    (issue,) = load_rules(tmp_path).issues
+    assert issue.message == (
+        "rule 'flows': series: expected a series key like etf.btc.net_flow, found 'ETF.btc..flow'"
+    )
+    assert issue.line == 3
 
 
 def test_fingerprint_ignores_message_but_not_condition(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Replay history through the rules and the lifecycle on a simulated clock (design §2.1)."""
+"""Replay history through the rules and the lifecycle on a simulated clock."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from bot.alerts.composite import PER_SECOND, composite_holds, episodes_from_changes
 from bot.alerts.evaluate import run_series_rule, timing
 from bot.alerts.lifecycle import Change, advance
 from bot.alerts.pipeline import message_for
 from bot.engine.conditions import Evaluated
-from bot.engine.rules import AnyRule, CompositeRule, RuleSet
+from bot.engine.rules import AnyRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.model import AlertState, AlertStatus, TransitionKind, from_epoch, to_epoch
 
@@ -30,7 +32,7 @@ class Event:
     message: str
 
     def as_json(self) -> dict[str, object]:
-        """The §2.1 shape."""
+        """What `backtest --json` prints for it: rule, state, at, value and message."""
         return {
             "rule": self.rule,
             "state": self.state,
@@ -40,44 +42,20 @@ class Event:
         }
 
 
-def _composite_points(
-    rule: CompositeRule, members: Mapping[str, list[Change]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Breakpoints where a composite can change, and whether it holds at each."""
-    within = int(rule.within.total_seconds()) if rule.within else 0
+def _breakpoints(within: timedelta | None, changes: Mapping[str, list[Change]]) -> np.ndarray:
+    """Moments a composite can change: each change of the rules replayed so far, and when a
+    `within` runs out after one."""
+    window = int(within.total_seconds()) if within else 0
     moments: set[int] = set()
-    for changes in members.values():
-        for c in changes:
+    for found in changes.values():
+        for c in found:
             t = to_epoch(c.at)
             moments.add(t)
-            if c.kind is TransitionKind.FIRING and within:
-                moments.add(t + within + 1)
-            if c.kind is TransitionKind.RESOLVED and within and c.fired_at:
-                moments.add(max(t, to_epoch(c.fired_at) + within + 1))
-    ts = np.array(sorted(moments), dtype=np.int64)
-    counts = np.zeros(ts.size)
-    flags = np.ones(ts.size, dtype=bool) if rule.all is not None else np.zeros(ts.size, dtype=bool)
-    for member in rule.members:
-        holds = _member_holds(members.get(member, []), ts, within)
-        counts += holds
-        flags = flags & holds if rule.all is not None else flags | holds
-    return ts, counts, flags
-
-
-def _member_holds(changes: list[Change], ts: np.ndarray, within: int) -> np.ndarray:
-    """Per breakpoint: the member is firing, or fired within the window."""
-    out = np.zeros(ts.size, dtype=bool)
-    firing_since: int | None = None
-    for c in [*changes, None]:
-        if c is None or c.kind is TransitionKind.RESOLVED:
-            if firing_since is not None:
-                end = to_epoch(c.at) if c else int(ts[-1]) + 1 if ts.size else 0
-                end = max(end, firing_since + within + 1) if within else end
-                out |= (ts >= firing_since) & (ts < end)
-                firing_since = None
-        else:
-            firing_since = to_epoch(c.at)
-    return out
+            if c.kind is TransitionKind.FIRING and window:
+                moments.add(t + window + 1)
+            if c.kind is TransitionKind.RESOLVED and window and c.fired_at:
+                moments.add(max(t, to_epoch(c.fired_at) + window + 1))
+    return np.array(sorted(moments), dtype=np.int64)
 
 
 def replay(
@@ -100,8 +78,10 @@ def replay(
     for composite in rules.composites():
         if progress:
             progress(composite.id)
-        ts, counts, flags = _composite_points(composite, by_rule)
-        ts, counts, flags = ts[ts <= to_epoch(end)], counts[: ts.size], flags[: ts.size]
+        ts = _breakpoints(composite.within, by_rule)
+        ts = ts[ts <= to_epoch(end)]
+        members = {m: episodes_from_changes(by_rule.get(m, [])) for m in composite.members}
+        counts, flags = composite_holds(composite, members, ts * PER_SECOND)
         state = AlertState(composite.id, AlertStatus.INACTIVE, fingerprint=composite.fingerprint)
         _, changes = advance(timing(composite), state, ts, counts, flags, ~flags)
         by_rule[composite.id] = changes

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
+from bot.alerts.composite import composite_holds, episodes_from_state, micros
 from bot.alerts.lifecycle import (
     Change,
     Timing,
@@ -102,15 +103,6 @@ def _segments(t: Timing, ts: np.ndarray, first: int, prev_ts: int | None) -> lis
     return [(a, b) for a, b in zip(cuts, [*cuts[1:], n], strict=True)]
 
 
-def member_counts(state: AlertState | None, now: datetime, within: timedelta | None) -> bool:
-    """A composite member counts while firing, or if it fired within the window."""
-    if state is None:
-        return False
-    if state.status is AlertStatus.FIRING:
-        return True
-    return bool(within and state.last_fired_at and now - state.last_fired_at <= within)
-
-
 def run_composite_live(
     rule: CompositeRule, prev: AlertState | None, members: Mapping[str, AlertState], now: datetime
 ) -> tuple[AlertState, list[Change]]:
@@ -118,9 +110,9 @@ def run_composite_live(
     state, changes = start_state(rule, prev, now)
     if state.last_ts is not None and now <= state.last_ts:
         return state, changes
-    counts = [member_counts(members.get(m), now, rule.within) for m in rule.members]
-    active = all(counts) if rule.all is not None else any(counts)
+    at = micros(now)
+    episodes = {m: episodes_from_state(members.get(m), at) for m in rule.members}
+    counts, flags = composite_holds(rule, episodes, np.array([at], dtype=np.int64))
     ts = np.array([to_epoch(now)], dtype=np.int64)
-    flags = np.array([active])
-    state, found = advance(timing(rule), state, ts, np.array([float(sum(counts))]), flags, ~flags)
+    state, found = advance(timing(rule), state, ts, counts, flags, ~flags)
     return state, changes + found

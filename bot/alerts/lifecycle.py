@@ -1,6 +1,6 @@
 """The lifecycle as a pure step function over points: pending, firing, keep_firing_for, recover,
-no_data, resolved with a reason (design §5). It jumps between condition changes with binary
-searches, so a backtest costs time per transition, not per point.
+no_data, resolved with a reason (docs/architecture.md, "Alert lifecycle"). It jumps between
+condition changes with binary searches, so a backtest costs time per transition, not per point.
 """
 
 from __future__ import annotations

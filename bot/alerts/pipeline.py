@@ -15,7 +15,8 @@ from bot.alerts.policy import STORM_WINDOW, plan
 from bot.alerts.render import render_transition
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
-from bot.engine.rules import AnyRule, RuleSet, SeriesRule
+from bot.engine.rules import AnyRule, SeriesRule
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch
@@ -43,7 +44,7 @@ def variables(rule: AnyRule, change: Change, ev: Evaluated | None) -> dict[str, 
         "severity": rule.severity,
         "value": change.value,
         "at": change.at,
-        "state": change.kind.value,
+        "state": change.kind.state,
         "reason": change.reason,
     }
     if ev is not None and change.index is not None:
@@ -139,9 +140,9 @@ def _reminders(
         last = state.notified_at or state.since
         if last is None or now - last < rule.repeat * rule.repeat_backoff**state.reminders:
             continue
-        change = Change(TransitionKind.FIRING, now, state.value, state.since, "still firing")
-        transition = replace(to_transition(rule, change), reason="still firing")
-        out.append((replace(state, notified_at=now, reminders=state.reminders + 1), transition))
+        change = Change(TransitionKind.REMINDER, now, state.value, state.since, "still firing")
+        told = replace(state, notified_at=now, reminders=state.reminders + 1)
+        out.append((told, to_transition(rule, change)))
     return out
 
 
@@ -243,6 +244,6 @@ async def evaluate_series(
     )
     for t in transitions:
         log.info(
-            "rule %s %s at %s (%s)", t.rule_id, t.kind.value, t.at.isoformat(), t.reason or "-"
+            "rule %s %s at %s (%s)", t.rule_id, t.kind.state, t.at.isoformat(), t.reason or "-"
         )
     return Outcome(tuple(transitions), enqueued)

@@ -1,4 +1,7 @@
-"""Who is told about a transition: mutes, the notification log, and the storm breaker (§5)."""
+"""Who is told about a transition: mutes, the notification log and the storm breaker.
+
+See docs/architecture.md, "Delivery".
+"""
 
 from __future__ import annotations
 
@@ -69,9 +72,7 @@ async def plan(
         if rid not in counts:
             counts[rid] = await store.sent_counts(rid, now - STORM_WINDOW)
             told[rid] = await store.notified(rid)
-        follow_up = (
-            transition.kind is TransitionKind.RESOLVED or transition.reason == "still firing"
-        )
+        follow_up = transition.kind in (TransitionKind.RESOLVED, TransitionKind.REMINDER)
         for chat in chats:
             if muted(mutes.get(chat, {}), rule, rid):
                 continue

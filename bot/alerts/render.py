@@ -22,7 +22,7 @@ def render_transition(transition: Transition, name: str, series: str) -> str:
     title = html.escape(name)
     body = html.escape(transition.message)
     footer = f"<i>{html.escape(series)} · {_when(transition.at)}</i>"
-    if transition.kind is TransitionKind.FIRING and transition.reason == "still firing":
+    if transition.kind is TransitionKind.REMINDER:
         lasted = ""
         if transition.fired_at is not None:
             lasted = f" for {format_duration(transition.at - transition.fired_at)}"

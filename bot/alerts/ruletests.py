@@ -1,4 +1,4 @@
-"""Rule unit tests (`rules/tests/*.yaml`), modelled on `promtool test rules` (design §4.6).
+"""Rule unit tests (`rules/tests/*.yaml`), modelled on `promtool test rules`.
 
 Input series use a compact notation: `-100x5 50` is five points of −100 then one of 50;
 `1+2x3` counts up (1 3 5 7, promtool style); `_` is a missing point and `_x3` three of them;
@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.alerts.backtest import replay
 from bot.durations import Duration
 from bot.engine.calendar import DAY, sessions_from
-from bot.engine.rules import RuleSet, load_rules
+from bot.engine.loader import load_rules
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.model import to_epoch
 

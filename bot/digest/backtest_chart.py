@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.alerts.backtest import Event
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.keys import is_etf
 

@@ -21,7 +21,7 @@ from bot.delivery.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
 from bot.delivery.split import message_chunks
 from bot.digest.chart import render_chart
 from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.model import CHANNELS_ROW, Clock, DigestSchedule
 from bot.store import Store
 

@@ -1,4 +1,4 @@
-"""A series rule's pure pipeline: transforms in order, then its condition (design §4.1–4.2)."""
+"""A series rule's pure pipeline: transforms in order, then its condition."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Rule-file models (typed per condition kind) and the loader reporting `file:line:col` (§4)."""
+"""The rule-file format: pydantic models typed per condition kind, and the JSON Schema.
+
+Reading files, with `file:line:col` positions for every issue, is `bot.engine.loader`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,9 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -19,7 +19,6 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
@@ -28,9 +27,9 @@ from pydantic import (
 
 from bot.durations import Duration as _Duration
 from bot.engine.calendar import CalendarName, default_calendar
+from bot.keys import SERIES_KEY
 
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_SERIES = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 _BOUNDS = ("above", "below", "at_least", "at_most")
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -422,7 +421,7 @@ class SeriesRule(_RuleBase):
     @field_validator("series")
     @classmethod
     def _series_key(cls, value: str) -> str:
-        if not _SERIES.fullmatch(value):
+        if not SERIES_KEY.fullmatch(value):
             raise ValueError(f"expected a series key like etf.btc.net_flow, found {value!r}")
         return value
 
@@ -479,285 +478,3 @@ def rule_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Stablewatch rule file"
     return schema
-
-
-# loading -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RuleIssue:
-    """One problem in one rule file, with the position of the offending YAML node."""
-
-    file: Path
-    line: int
-    col: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """The rules loaded from a directory, and every issue found while loading them."""
-
-    rules: tuple[AnyRule, ...] = ()
-    issues: tuple[RuleIssue, ...] = field(default_factory=tuple)
-
-    def series_rules(self) -> list[SeriesRule]:
-        """Rules that read a series."""
-        return [r for r in self.rules if isinstance(r, SeriesRule)]
-
-    def composites(self) -> list[CompositeRule]:
-        """Composite rules, members before the composites that use them."""
-        return [r for r in self.rules if isinstance(r, CompositeRule)]
-
-    def get(self, rule_id: str) -> AnyRule | None:
-        """A rule by id."""
-        return next((r for r in self.rules if r.id == rule_id), None)
-
-
-def _node_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
-    """Walk a composed YAML tree along an error location; parts that are not keys are tags."""
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
-            if match is None:
-                continue
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-    return node
-
-
-def _key_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
-    """For an unknown key, point at the key itself."""
-    parent = _node_at(node, loc[:-1])
-    if isinstance(parent, yaml.MappingNode):
-        for k, _ in parent.value:
-            if k.value == loc[-1]:
-                key: yaml.Node = k
-                return key
-    return parent
-
-
-def _shown(value: object) -> str:
-    """User text in a message, quoted when it would break the one-issue-per-line output."""
-    text = str(value)
-    return text if text.isprintable() else repr(text)
-
-
-def _rule_id_at(data: Any, index: Any) -> str:
-    try:
-        return _shown(data["rules"][index]["id"])
-    except (KeyError, IndexError, TypeError):
-        return f"#{index}"
-
-
-_TAGS = {"series-rule", "composite-rule"}
-
-
-def _readable(loc: tuple[int | str, ...], data: Any, missing: bool) -> list[str | int]:
-    """Keep the parts of an error location the user wrote; drop discriminator tags."""
-    out: list[str | int] = []
-    node = data
-    for i, part in enumerate(loc):
-        in_map = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_map or in_list:
-            out.append(part)
-            node = node[part]
-        elif missing and i == len(loc) - 1 and part not in _TAGS and out[-1:] != [part]:
-            out.append(part)  # the name of the missing field (not a union member's type tag)
-    return out
-
-
-def _describe(error: Any) -> str:
-    """Say what was expected and what was found, in the house style."""
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if msg.startswith("Input should be "):
-        msg = "expected " + msg.removeprefix("Input should be ")
-    if error["type"] in {"condition", "transform"} and isinstance(error.get("input"), dict):
-        return f"{msg}; found {', '.join(map(_shown, error['input'])) or 'nothing'}"
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    if error["type"] == "missing":
-        return "expected a value, found nothing"
-    found = error.get("input")
-    if "found" not in msg and found is not None and not isinstance(found, dict | list):
-        return f"{msg}, found {found!r}"
-    return msg
-
-
-def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -> list[RuleIssue]:
-    """Turn pydantic errors into positioned, readable lines."""
-    issues = []
-    for error in exc.errors():
-        loc = tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))
-        )
-        node = _key_at(root, loc) if error["type"] == "extra_forbidden" else _node_at(root, loc)
-        readable = _readable(loc, data, error["type"] == "missing")
-        where = ""
-        if len(readable) >= 2 and readable[0] == "rules":
-            where = f"rule '{_rule_id_at(data, readable[1])}': "
-            readable = readable[2:]
-        key = ".".join(_shown(p) for p in readable)
-        text = f"{where}{key}: {_describe(error)}" if key else f"{where}{_describe(error)}"
-        issues.append(RuleIssue(path, node.start_mark.line + 1, node.start_mark.column + 1, text))
-    return _merge_alternatives(issues)
-
-
-def _merge_alternatives(issues: list[RuleIssue]) -> list[RuleIssue]:
-    """A field that accepts two forms (points or a duration) fails twice: say it once."""
-    merged: dict[tuple[int, int, str], RuleIssue] = {}
-    for issue in issues:
-        head, _, detail = issue.message.rpartition(": ")
-        key = (issue.line, issue.col, head)
-        if key in merged and head:
-            before = merged[key].message.rpartition(": ")[2]
-            wanted = before.rsplit(", found ", 1)[0]
-            extra = detail.removeprefix("expected ")
-            merged[key] = RuleIssue(
-                issue.file, issue.line, issue.col, f"{head}: {wanted} or {extra}"
-            )
-        else:
-            merged[key] = issue
-    return list(merged.values())
-
-
-Position = tuple[Path, int, int]
-
-
-def _positions(path: Path, root: yaml.Node) -> dict[str, Position]:
-    """Where each rule starts, by id, so set-level issues (members, cycles) point at it."""
-    out: dict[str, Position] = {}
-    rules_node = _node_at(root, ("rules",))
-    if isinstance(rules_node, yaml.SequenceNode):
-        for item in rules_node.value:
-            ident = _node_at(item, ("id",))
-            if isinstance(ident, yaml.ScalarNode):
-                out[str(ident.value)] = (path, item.start_mark.line + 1, item.start_mark.column + 1)
-    return out
-
-
-def load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue]]:
-    """Parse one rule file's text; return its rules, or the issues that stop it from loading."""
-    rules, issues, _ = _load_text(path, text)
-    return rules, issues
-
-
-def _load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue], dict[str, Position]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = int(getattr(exc, "position", 0) or 0)  # a ReaderError has a position, no mark
-        line, col = (
-            (mark.line + 1, mark.column + 1)
-            if mark
-            else (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
-        )
-        problem = (str(getattr(exc, "problem", None) or exc).splitlines() or [""])[0]
-        return [], [RuleIssue(path, line, col, f"not valid YAML: {problem}")], {}
-    except RecursionError:
-        return [], [RuleIssue(path, 1, 1, "not valid YAML: nested too deeply")], {}
-    if root is None:
-        return [], [], {}
-    try:
-        return list(RuleFile.model_validate(data).rules), [], _positions(path, root)
-    except ValidationError as exc:
-        return [], _issues_from(path, root, data, exc), {}
-    except RecursionError:
-        return [], [RuleIssue(path, 1, 1, "rule file nested too deeply")], {}
-
-
-def load_file(path: Path) -> tuple[list[AnyRule], list[RuleIssue], dict[str, Position]]:
-    """Load one rule file, with where each of its rules starts."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleIssue(path, 1, 1, f"cannot read: {exc}")], {}
-    return _load_text(path, text)
-
-
-def _composite_issues(rules: list[AnyRule], origin: dict[str, Position]) -> list[RuleIssue]:
-    """Members must exist, and composites must not refer to themselves through others."""
-    by_id = {r.id: r for r in rules}
-    issues = []
-    for rule in rules:
-        if isinstance(rule, CompositeRule):
-            for member in rule.members:
-                if member not in by_id:
-                    issues.append(
-                        RuleIssue(
-                            *origin[rule.id],
-                            f"rule '{rule.id}': member '{_shown(member)}' does not exist",
-                        )
-                    )
-    state: dict[str, int] = {}
-
-    def visit(rid: str, trail: list[str]) -> None:
-        state[rid] = 1
-        rule = by_id.get(rid)
-        if isinstance(rule, CompositeRule):
-            for member in rule.members:
-                if state.get(member) == 1:
-                    cycle = (
-                        " → ".join([*trail[trail.index(member) :], member])
-                        if member in trail
-                        else member
-                    )
-                    issues.append(
-                        RuleIssue(*origin[rid], f"rule '{rid}': cycle among composites: {cycle}")
-                    )
-                elif member in by_id and state.get(member) is None:
-                    visit(member, [*trail, member])
-        state[rid] = 2
-
-    for rid in by_id:
-        if state.get(rid) is None:
-            visit(rid, [rid])
-    return issues
-
-
-def _ordered(rules: list[AnyRule]) -> list[AnyRule]:
-    """Series rules first, then composites with their members before them."""
-    done: set[str] = set()
-    out: list[AnyRule] = [r for r in rules if isinstance(r, SeriesRule)]
-    done.update(r.id for r in out)
-    pending = [r for r in rules if isinstance(r, CompositeRule)]
-    while pending:
-        ready = [r for r in pending if all(m in done for m in r.members)]
-        if not ready:
-            break
-        for r in ready:
-            out.append(r)
-            done.add(r.id)
-            pending.remove(r)
-    return out
-
-
-def load_rules(directory: Path) -> RuleSet:
-    """Load every `*.yaml` file of a directory (not `tests/`); duplicate ids are issues too."""
-    if not directory.is_dir():
-        return RuleSet((), (RuleIssue(directory, 1, 1, "rules directory not found"),))
-    rules: list[AnyRule] = []
-    issues: list[RuleIssue] = []
-    origin: dict[str, Position] = {}
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        loaded, problems, positions = load_file(path)
-        issues.extend(problems)
-        for rule in loaded:
-            where = positions.get(rule.id, (path, 1, 1))
-            if rule.id in origin:
-                first = origin[rule.id]
-                issues.append(
-                    RuleIssue(*where, f"rule '{rule.id}': id already used at {first[0]}:{first[1]}")
-                )
-                continue
-            origin[rule.id] = where
-            rules.append(rule)
-    issues.extend(_composite_issues(rules, origin))
-    return RuleSet(tuple(_ordered(rules)), tuple(issues))

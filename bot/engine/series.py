@@ -1,4 +1,4 @@
-"""Series transforms as pure numpy functions over (ts, value) arrays (design §4.1)."""
+"""Series transforms as pure numpy functions over (ts, value) arrays."""
 
 from __future__ import annotations
 

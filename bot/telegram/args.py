@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.durations import format_duration, parse_duration
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.keys import SERIES_KEY
 from bot.model import OFF
 from bot.timezones import parse_hhmm, zone_name

@@ -14,7 +14,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.config import TelegramSettings
 from bot.durations import format_duration
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Clock
 from bot.sources.status import source_statuses
 from bot.store import Store

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.config import Settings
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 
 
 class Service(Protocol):

@@ -9,7 +9,7 @@ from datetime import datetime
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.durations import format_duration
-from bot.engine.rules import RuleSet
+from bot.engine.ruleset import RuleSet
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind
 from bot.sources.status import SourceStatus
 
@@ -57,10 +57,10 @@ def history_text(transitions: Sequence[Transition], rules: RuleSet) -> str:
     for t in transitions:
         rule = rules.get(t.rule_id)
         name = rule.name if rule else t.rule_id
-        icon = "🔴" if t.kind is TransitionKind.FIRING else "✅"
+        icon = "✅" if t.kind is TransitionKind.RESOLVED else "🔴"
         reason = f" — {html.escape(t.reason)}" if t.reason else ""
         lines.append(
-            f"{t.at:%Y-%m-%d %H:%M} UTC {icon} <b>{html.escape(name)}</b> {t.kind.value}{reason}"
+            f"{t.at:%Y-%m-%d %H:%M} UTC {icon} <b>{html.escape(name)}</b> {t.kind.state}{reason}"
         )
     return "\n".join(lines)
 
