@@ -74,10 +74,6 @@ class Pipeline:
             series |= await self._derive()
         await self._evaluate(series)
 
-    async def poll_now(self, name: str) -> None:
-        """Poll one source at once, outside its schedule (tests, admin commands)."""
-        await self.poll(self.sources[name])
-
     async def _derive(self) -> set[str]:
         """Cross-venue series from the venues' newest points; fresh means within 3 intervals."""
         venues = [v for v in VENUES if v in self.sources]

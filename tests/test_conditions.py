@@ -625,8 +625,10 @@ def days(*isos: str) -> np.ndarray:
     ],
 )
 def test_us_trading_sessions(day: str, is_open: bool) -> None:
-    assert bool(cal.is_open(days(day), "us-trading")[0]) is is_open
-    assert bool(cal.is_open(days(day), "continuous")[0]) is True
+    """A day is a session when [day, day + 1) holds one session; every day is one when continuous."""
+    start = days(day)
+    assert int(cal.sessions_between(start, start + 1, "us-trading")[0]) == int(is_open)
+    assert int(cal.sessions_between(start, start + 1, "continuous")[0]) == 1
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ async def test_alert_resolve_and_restart_through_telegram(
             assert [s.chat_id for s in await runtime.store.subscriptions()] == [7]
 
             src.route("GET", "/fng/", body=fng((nov1, 15), (nov1 - timedelta(days=1), 29)))
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             alert = (await tg.wait_for(2, chat_id=7))[-1]
             assert "Extreme fear" in alert.text and "Fear &amp; Greed at 15" in alert.text
             assert alert.parse_mode == "HTML"
@@ -92,14 +92,14 @@ async def test_alert_resolve_and_restart_through_telegram(
 
             clock.advance(timedelta(days=1))
             src.route("GET", "/fng/", body=fng((nov2, 30), (nov1, 15)))
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             resolve = (await tg.wait_for(3, chat_id=7))[-1]
             assert "Resolved: Extreme fear" in resolve.text and "after 1d" in resolve.text
             sent_before_restart = len(tg.sent())
 
         channel_before = len(tg.sent(CHANNEL))
         async with running(settings, clock) as runtime:
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             await runtime.jobs.deliver()
             await (
                 runtime.jobs.send_digests()
@@ -127,7 +127,7 @@ async def test_console_gets_alerts_without_a_token(
         async with running(settings_for(tmp_path, src, None), clock, console=console) as runtime:
             await wait_first_poll(runtime)
             src.route("GET", "/fng/", body=fng((nov1, 12)))
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
     assert "Fear & Greed at 12" in console.getvalue()
     assert "<b>" not in console.getvalue()
     notes = [r.message for r in caplog.records if "console" in r.message]
@@ -145,7 +145,7 @@ async def test_unreachable_source_logs_once_writes_down_and_recovers(
             await src.down()
             for _ in range(3):
                 clock.advance(timedelta(minutes=1))
-                await runtime.jobs.poll_now("fear_greed")
+                await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             health = (await runtime.store.source_health())["fear_greed"]
             assert not health.up and health.failures == 3
             assert "network error" in health.last_error
@@ -154,7 +154,7 @@ async def test_unreachable_source_logs_once_writes_down_and_recovers(
             assert runtime.scheduler.has_job("retry:fear_greed")
             await src.up()
             clock.advance(timedelta(minutes=1))
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             assert (await runtime.store.source_health())["fear_greed"].up
     failing = [r for r in caplog.records if "is failing" in r.message]
     recovered = [r for r in caplog.records if "recovered after 3 failed polls" in r.message]
@@ -181,7 +181,7 @@ async def test_bad_answer_is_a_failed_poll_with_no_observation_and_no_alert(
         async with running(settings_for(tmp_path, src, None), clock, console=console) as runtime:
             await wait_first_poll(runtime)
             src.route("GET", "/fng/", body=answer, status=status, content_type="text/html")
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             assert [p.value for p in await runtime.store.observations("fear_greed")] == [40.0]
             assert not (await runtime.store.source_health())["fear_greed"].up
     assert console.getvalue() == ""

@@ -90,9 +90,9 @@ async def test_message_edit_keeps_a_firing_alert_and_condition_edit_resolves_it(
         runtime = Runtime(settings_for(tmp_path, src, rules), clock, console=console)
         await runtime.start()
         try:
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             src.route("GET", "/fng/", body=fng(12, day))
-            await runtime.jobs.poll_now("fear_greed")
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
             assert (await runtime.store.alert_states())["extreme-fear"].status.value == "firing"
             text = FEAR.read_text()
             (rules / "sentiment.yaml").write_text(text.replace("a classic sign", "often a sign"))

@@ -61,7 +61,7 @@ async def test_derived_series_follow_the_venues(tmp_path: Path, clock: SteppingC
         await runtime.start()
         try:
             for venue in VENUES:
-                await runtime.jobs.poll_now(venue)
+                await runtime.jobs.poll(runtime.jobs.sources[venue])
             rates = {v: (await latest(runtime, f"funding.btc.{v}")).value for v in VENUES}
             ois = {v: (await latest(runtime, f"oi.btc.{v}")).value for v in VENUES}
             weighted = await latest(runtime, "funding.btc.oi_weighted")

@@ -47,15 +47,6 @@ def to_days(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.datetime64]:
     return (ts // DAY).astype("datetime64[D]")
 
 
-def is_open(days: npt.NDArray[np.datetime64], calendar: CalendarName) -> npt.NDArray[np.bool_]:
-    """Whether each day is a session day."""
-    import numpy as np
-
-    if calendar == "continuous":
-        return np.ones(days.shape, dtype=bool)
-    return np.is_busday(days, weekmask=_WEEKMASK, holidays=holidays_for(days))
-
-
 def period_close(
     days: npt.NDArray[np.datetime64], every: Literal["week", "month"], calendar: CalendarName
 ) -> npt.NDArray[np.datetime64]:
