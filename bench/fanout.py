@@ -26,6 +26,7 @@ from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.fake_telegram import FakeTelegram
+from tests.store_rows import pending_outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -71,7 +72,7 @@ async def measure(chats: int, limit: float, rate: float) -> dict[str, object]:
             await stop_telegram(app)
             received = Counter(str(item.chat_id) for item in tg.sent())
             throttled = tg.throttled
-        pending = await store.pending_outbox()
+        pending = await pending_outbox(store)
         await store.close()
     delivered = sum(received.values())
     per_second = delivered / wall

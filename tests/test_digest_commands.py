@@ -129,10 +129,11 @@ async def test_chart_with_no_points_in_range_names_the_newest(
 async def test_chart_bad_arguments_get_one_usage_line(
     tg: FakeTelegram, store: Store, service: FakeService, command: str
 ) -> None:
+    before = await store.observations("etf.btc.net_flow")
     async with running(tg, store, service):
         answer = await ask(tg, 42, command)
     assert answer.text.startswith("Usage: /chart SERIES [RANGE]") and "\n" not in answer.text
-    assert await store.count_observations("etf.btc.net_flow") > 0  # nothing touched
+    assert await store.observations("etf.btc.net_flow") == before != []  # nothing touched
 
 
 # /digest and /timezone ---------------------------------------------------------------------------

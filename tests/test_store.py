@@ -30,6 +30,7 @@ from tests.store_backends import (
     postgres_missing,
     sqlite_url,
 )
+from tests.store_rows import notification, pending_outbox
 
 T0 = datetime(2025, 11, 3, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -133,7 +134,7 @@ async def test_revision_replaces_value(store: SqlStore) -> None:
     assert await store.upsert_observations([obs("etf.btc.net_flow", 0, -100.0)]) == 1
     await store.upsert_observations([obs("etf.btc.net_flow", 0, 250.5)])
     assert await store.observations("etf.btc.net_flow") == [obs("etf.btc.net_flow", 0, 250.5)]
-    assert await store.count_observations() == 1
+    assert [p async for p in store.iter_observations()] == [obs("etf.btc.net_flow", 0, 250.5)]
 
 
 async def test_later_duplicate_in_one_batch_wins(store: SqlStore) -> None:
@@ -161,12 +162,12 @@ async def test_latest_is_the_newest_point_of_that_series(store: SqlStore) -> Non
     assert await store.latest("price.btc") == obs("price.btc", 5, 6.0)
 
 
-async def test_count_per_series_and_total(store: SqlStore) -> None:
-    assert await store.count_observations() == 0
+async def test_points_per_series_and_in_total(store: SqlStore) -> None:
+    assert [p async for p in store.iter_observations()] == []
     await store.upsert_observations([obs("a", d, 1.0) for d in range(3)] + [obs("b", 0, 1.0)])
-    assert await store.count_observations() == 4
-    assert await store.count_observations("a") == 3
-    assert await store.count_observations("c") == 0
+    assert len([p async for p in store.iter_observations()]) == 4
+    assert len(await store.observations("a")) == 3
+    assert await store.observations("c") == []
 
 
 async def test_series_names_are_each_series_once_sorted(store: SqlStore) -> None:
@@ -243,7 +244,7 @@ async def test_record_evaluation_writes_states_transitions_and_outbox(store: Sql
     assert await store.record_evaluation([state], [tr], deliveries, T0 + DAY) == 2
     assert await store.alert_states() == {"flows": state}
     assert await store.transitions() == [tr]
-    assert await store.pending_outbox() == 2
+    assert await pending_outbox(store) == 2
     items = await store.claim_outbox("w", T0 + DAY)
     assert [(i.chat_id, i.text, i.kind, i.attempts) for i in items] == [
         ("42", "<b>fired</b>", TransitionKind.FIRING, 0),
@@ -268,7 +269,7 @@ async def test_failed_evaluation_writes_nothing(store: SqlStore, index: int) -> 
         )
     assert await store.alert_states() == {}
     assert await store.transitions() == []
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 async def test_transitions_newest_first(store: SqlStore) -> None:
@@ -318,7 +319,7 @@ async def test_claim_respects_not_before_and_limit(store: SqlStore) -> None:
     assert [i.chat_id for i in first] == ["0", "1"]
     assert [i.chat_id for i in await store.claim_outbox("w", T0 + DAY)] == ["2"]
     assert await store.claim_outbox("w", T0 + DAY + timedelta(minutes=1)) == []  # still held
-    assert await store.pending_outbox() == 3
+    assert await pending_outbox(store) == 3
 
 
 async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore) -> None:
@@ -326,16 +327,16 @@ async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore
     (item,) = await store.claim_outbox("w", T0)
     assert item.reply_to is None
     await store.mark_sent(item.id, 777, T0 + timedelta(seconds=1))
-    assert await store.notification("flows", "42") == (777, T0 + timedelta(seconds=1))
-    assert await store.notification("flows", "43") is None
-    assert await store.pending_outbox() == 0
+    assert await notification(store, "flows", "42") == (777, T0 + timedelta(seconds=1))
+    assert await notification(store, "flows", "43") is None
+    assert await pending_outbox(store) == 0
     assert await store.claim_outbox("w", T0 + DAY) == []
 
     await store.record_evaluation([], [resolved("flows", T0 + DAY)], [(0, "42", "ok")], T0 + DAY)
     (done,) = await store.claim_outbox("w", T0 + DAY)
     assert (done.kind, done.reply_to) == (TransitionKind.RESOLVED, 777)
     await store.mark_sent(done.id, None, T0 + DAY)
-    assert await store.notification("flows", "42") == (None, T0 + DAY)
+    assert await notification(store, "flows", "42") == (None, T0 + DAY)
 
 
 async def test_mark_sent_unknown_row_raises(store: SqlStore) -> None:
@@ -351,7 +352,7 @@ async def test_mark_failed_with_retry_requeues_after_retry_at(store: SqlStore) -
     await store.mark_failed(
         item.id, "429 Too Many Requests", T0, retry_at=T0 + timedelta(minutes=1)
     )
-    assert await store.pending_outbox() == 1
+    assert await pending_outbox(store) == 1
     assert await store.claim_outbox("w", T0 + timedelta(seconds=59)) == []
     (again,) = await store.claim_outbox("w2", T0 + timedelta(minutes=1))
     assert (again.id, again.attempts) == (item.id, 1)
@@ -361,7 +362,7 @@ async def test_mark_failed_without_retry_gives_up(store: SqlStore) -> None:
     await enqueue(store, chats=1)
     (item,) = await store.claim_outbox("w", T0)
     await store.mark_failed(item.id, "400 Bad Request", T0, retry_at=None)
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
     assert await store.claim_outbox("w", T0 + DAY) == []
     async with store.engine.connect() as conn:
         row = (await conn.execute(select(db.outbox))).one()
@@ -471,13 +472,15 @@ async def test_move_subscription_follows_a_migrated_group(store: SqlStore) -> No
     assert "-1001234" in await store.mutes(T0)
 
 
-async def test_sent_count_counts_rows_per_rule_and_chat(store: SqlStore) -> None:
+async def test_sent_counts_count_rows_per_rule_and_chat(store: SqlStore) -> None:
     transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
     await store.record_evaluation(
         [], [transition, transition], [(0, "1", "a"), (1, "1", "b"), (1, "2", "c")], T0
     )
-    assert await store.sent_count("r", "1", T0 - DAY) == 2
-    assert await store.sent_count("r", "1", T0 + DAY) == 0
+    assert await store.sent_counts("r", T0 - DAY) == {"1": 2, "2": 1}
+    assert await store.sent_counts("r", T0) == {"1": 2, "2": 1}  # since is inclusive
+    assert await store.sent_counts("r", T0 + DAY) == {}
+    assert await store.sent_counts("other", T0 - DAY) == {}
 
 
 async def test_a_claim_older_than_the_lease_is_taken_over(store: SqlStore) -> None:

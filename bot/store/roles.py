@@ -49,10 +49,6 @@ class Observations(Protocol):
         """Every series with at least one point, sorted (to suggest names in `/chart`)."""
         ...
 
-    async def count_observations(self, series: str | None = None) -> int:
-        """Count points, of one series or all; used to decide whether to backfill."""
-        ...
-
     def iter_observations(self) -> AsyncIterator[Observation]:
         """Stream every point ordered by series then time, for export."""
         ...
@@ -105,14 +101,6 @@ class OutboxQueue(Protocol):
         """Put rows a worker claimed but never finished back in the queue (after a crash)."""
         ...
 
-    async def pending_outbox(self) -> int:
-        """Count rows not yet sent nor given up."""
-        ...
-
-    async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
-        """Return the last message id and time sent for (rule, chat), from the notification log."""
-        ...
-
 
 class Audience(Protocol):
     """Who hears what: subscriptions, mutes, filters, and what each chat was already sent."""
@@ -159,10 +147,6 @@ class Audience(Protocol):
 
     async def notified(self, rule_id: str) -> dict[str, datetime]:
         """When each chat was last told about a rule."""
-        ...
-
-    async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
-        """Messages enqueued for (rule, chat) since a moment (storm breaker)."""
         ...
 
 

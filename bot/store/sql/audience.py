@@ -136,12 +136,3 @@ class SqlAudience(SqlBase):
         n = db.notification_log
         rows = await self._fetch(select(n.c.chat_id, n.c.sent_at).where(n.c.rule_id == rule_id))
         return {r[0]: from_epoch(r[1]) for r in rows}
-
-    async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
-        """Messages enqueued for (rule, chat) since a moment: the storm breaker's count."""
-        o = db.outbox
-        query = select(func.count()).where(
-            o.c.rule_id == rule_id, o.c.chat_id == chat_id, o.c.created_at >= to_epoch(since)
-        )
-        rows = await self._fetch(query)
-        return int(rows[0][0])

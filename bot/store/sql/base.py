@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row, Select, Table, event
+from sqlalchemy import Connection, Executable, Row, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -100,11 +100,6 @@ class SqlBase:
         """Every row of one read, on a connection of its own."""
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).all()
-
-    async def _count(self, query: Select[tuple[int]]) -> int:
-        """The one number a COUNT query returns."""
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
 
     async def _write(self, stmt: Executable) -> int:
         """One statement in its own write transaction; return the rows it changed."""

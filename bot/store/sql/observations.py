@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.model import Observation, from_epoch, to_epoch
 from bot.store import schema as db
@@ -65,14 +65,6 @@ class SqlObservations(SqlBase):
         return [
             r.series for r in await self._fetch(select(t.c.series).distinct().order_by(t.c.series))
         ]
-
-    async def count_observations(self, series: str | None = None) -> int:
-        """Count points, of one series or all."""
-        t = db.observations
-        query = select(func.count()).select_from(t)
-        if series is not None:
-            query = query.where(t.c.series == series)
-        return await self._count(query)
 
     async def iter_observations(self) -> AsyncIterator[Observation]:
         """Stream every point ordered by series then time, without loading them all."""

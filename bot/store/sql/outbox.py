@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from bot.model import OutboxItem, TransitionKind, from_epoch, to_epoch
 from bot.store import schema as db
@@ -96,21 +96,6 @@ class SqlOutboxQueue(SqlBase):
         if worker != "*":
             stmt = stmt.where(o.c.claimed_by == worker)
         return await self._write(stmt)
-
-    async def pending_outbox(self) -> int:
-        """Count rows not yet sent nor given up."""
-        o = db.outbox
-        query = select(func.count()).select_from(o).where(o.c.status == PENDING)
-        return await self._count(query)
-
-    async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
-        """Return the last message id and time sent for (rule, chat), from the notification log."""
-        log = db.notification_log
-        query = select(log.c.message_id, log.c.sent_at).where(
-            log.c.rule_id == rule_id, log.c.chat_id == str(chat_id)
-        )
-        rows = await self._fetch(query)
-        return (rows[0].message_id, from_epoch(rows[0].sent_at)) if rows else None
 
 
 def _outbox_item(row: Any) -> OutboxItem:
