@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.digest.schedule import schedule_new_digests
 from bot.model import OFF, ChatKind
 from bot.store import Store, open_store
 from tests.conftest import SteppingClock
@@ -141,7 +142,7 @@ async def test_digest_shows_sets_and_turns_off_the_daily_time(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    await store.schedule_new_digests("08:00", "UTC", START)
+    await schedule_new_digests(store, "08:00", "UTC", START)
     async with running(tg, store, service):
         shown = await ask(tg, 42, "/digest")
         changed = await ask(tg, 42, "/digest 7:30")

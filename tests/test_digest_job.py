@@ -17,7 +17,7 @@ from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import Pacer
 from bot.digest.job import RETRY_LATER, DigestJob
-from bot.digest.schedule import DIGEST_LEASE
+from bot.digest.schedule import DIGEST_LEASE, claim_due
 from bot.engine.rules import load_rules
 from bot.interchange import read_csv
 from bot.model import ChatKind, Transition, TransitionKind
@@ -246,7 +246,7 @@ async def test_a_digest_whose_sender_died_goes_out_after_the_lease(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
     async with at_eight(tg, store, clock, 1) as digests:
-        assert len(await store.claim_due_digests(clock())) == 1  # claimed, then the bot died
+        assert len(await claim_due(store, clock())) == 1  # claimed, then the bot died
         assert (await digests.run()).claimed == 0
         clock.advance(DIGEST_LEASE)
         assert (await digests.run()).sent == 1

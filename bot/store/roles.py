@@ -6,10 +6,9 @@ See docs/architecture.md, "Store roles".
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from bot.digest.schedule import DIGEST_LEASE
 from bot.model import (
     AlertState,
     ChatKind,
@@ -151,7 +150,10 @@ class Audience(Protocol):
 
 
 class DigestSchedules(Protocol):
-    """Each chat's daily digest time and next due moment, claimed by compare-and-set."""
+    """Each chat's daily digest time and next due moment, changed only by compare-and-set.
+
+    The store computes no moment: the digest's policy (bot.digest.schedule) hands them in.
+    """
 
     async def digest_schedule(self, chat_id: int) -> DigestSchedule | None:
         """A chat's digest time, zone and next due moment; None if it never subscribed."""
@@ -163,24 +165,37 @@ class DigestSchedules(Protocol):
         """Store a chat's digest settings and next due moment; False if the chat has no row."""
         ...
 
-    async def schedule_new_digests(
-        self, time: str, timezone: str, now: datetime, *, with_channels: bool = False
-    ) -> int:
-        """Give active chats without a schedule the default one (once, by compare-and-set)."""
+    async def unscheduled_digests(self) -> list[DigestSchedule]:
+        """Active chats, and the channels' row, that want a digest but have no due moment yet."""
         ...
 
-    async def claim_due_digests(
-        self, now: datetime, lease: timedelta = DIGEST_LEASE, limit: int = 200
-    ) -> list[DigestSchedule]:
-        """Take due digests by moving `next_at` to the end of a lease, compare-and-set on the old.
+    async def schedule_digests(self, schedules: Sequence[DigestSchedule]) -> int:
+        """In one transaction, give each still-unscheduled chat its time, zone and `next_at`.
 
-        Two workers never take the same digest; one missed while the bot was down is returned
-        once, not once per missed day; one whose sender died is due again when the lease ends.
+        Compare-and-set on what `unscheduled_digests` selects, so a chat another worker
+        scheduled, or one turned off or gone meanwhile, is left alone; returns how many were set.
         """
         ...
 
-    async def finish_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
-        """A claimed digest went out: schedule the next local day, unless the chat changed it."""
+    async def keep_channels_row(
+        self, time: str, timezone: str, next_at: datetime, now: datetime
+    ) -> None:
+        """Create the channels' schedule row (at `now`), or move it when time or zone changed."""
+        ...
+
+    async def claim_due_digests(
+        self, now: datetime, until: datetime, limit: int = 200
+    ) -> list[DigestSchedule]:
+        """Take digests due at `now` by moving their `next_at` to `until`, compare-and-set.
+
+        Two workers never both win a digest; one missed for days is returned once; one whose
+        sender died is due again at `until`. The returned schedules carry `until` as `next_at`
+        and the zone as stored (the policy decides what a vanished zone means).
+        """
+        ...
+
+    async def finish_digest(self, claimed: DigestSchedule, next_at: datetime) -> bool:
+        """A claimed digest went out: due next at `next_at`, unless the row changed since."""
         ...
 
     async def release_digest(self, claimed: DigestSchedule, retry_at: datetime) -> bool:
