@@ -116,15 +116,12 @@ async def fan_out(store: Store, chats: int, limit: float, rate: float) -> dict[s
 
 async def measure(chats: int, limit: float, rate: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await open_store(f"sqlite+aiosqlite:///{tmp}/digest.db")
-        try:
+        async with open_store(f"sqlite+aiosqlite:///{tmp}/digest.db") as store:
             points = await fill(store)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             compose = await compose_times(store)
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             sending = await fan_out(store, chats, limit, rate)
-        finally:
-            await store.close()
     return {
         "benchmark": "digest",
         "points_in_store": points,

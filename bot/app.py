@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import time
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -60,6 +61,7 @@ class Runtime:
         self._started = time.monotonic()
         self._first_poll_logged = False
         self._store: Store | None = None
+        self._closing = AsyncExitStack()  # closes what start opened (the store)
         self._session: aiohttp.ClientSession | None = None
         self._telegram: Any = None
         self._notifier: Notifier | None = None
@@ -113,7 +115,8 @@ class Runtime:
         import aiohttp
 
         try:
-            self._store = await open_store(self.settings.store.url)
+            opening = open_store(self.settings.store.url)
+            self._store = await self._closing.enter_async_context(opening)
         except Exception as exc:
             raise StartupError(f"store.url: cannot open the store: {exc}") from None
         self._load_rules()
@@ -263,7 +266,7 @@ class Runtime:
             await self._session.close()
         if self._store is not None:
             await self._store.release_claims(self.worker_id)
-            await self._store.close()
+        await self._closing.aclose()
 
     def rule_set(self) -> RuleSet:
         """The rules running now (the `Service` protocol, for chat commands)."""

@@ -25,10 +25,9 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    await load_market(opened)
-    yield opened
-    await opened.close()
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
+        await load_market(opened)
+        yield opened
 
 
 @pytest.fixture
@@ -65,13 +64,12 @@ async def test_summary_is_in_the_chats_time_zone(
 async def test_summary_without_data_says_so(
     tg: FakeTelegram, tmp_path: Path, service: FakeService
 ) -> None:
-    empty = await open_store(f"sqlite+aiosqlite:///{tmp_path}/empty.db")
-    try:
-        async with running(tg, empty, service):
-            tg.inject_message(42, "/summary")
-            text, photo = await tg.wait_for(2, chat_id=42)
-    finally:
-        await empty.close()
+    async with (
+        open_store(f"sqlite+aiosqlite:///{tmp_path}/empty.db") as empty,
+        running(tg, empty, service),
+    ):
+        tg.inject_message(42, "/summary")
+        text, photo = await tg.wait_for(2, chat_id=42)
     assert text.text.count("no data yet") == 3 and photo.photo is not None
 
 

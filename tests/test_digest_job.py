@@ -58,10 +58,9 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(db_url)
-    await load_market(opened)
-    yield opened
-    await opened.close()
+    async with open_store(db_url) as opened:
+        await load_market(opened)
+        yield opened
 
 
 @pytest.fixture
@@ -134,11 +133,8 @@ async def test_each_chat_gets_its_digest_at_its_local_time_exactly_once(
         clock.advance(timedelta(hours=1))  # 08:00:10 UTC
         first = await digests.run()
         # a restarted bot (new store and job on the same file) sends nothing twice
-        reopened = await open_store(db_url)
-        try:
+        async with open_store(db_url) as reopened:
             again = await job(reopened, notifier, clock).run()
-        finally:
-            await reopened.close()
     assert (first.sent, again.claimed) == (2, 0)
     for chat in (1, 2, -500):
         text, photo = tg.sent(chat)

@@ -5,6 +5,8 @@ See docs/architecture.md, "Store roles".
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from bot.store.roles import (
@@ -42,10 +44,14 @@ class Store(
         ...
 
 
-async def open_store(url: str) -> Store:
-    """Open the SQL store for a SQLAlchemy URL and migrate it."""
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """Open the SQL store for a SQLAlchemy URL, migrate it, and always close it afterwards."""
     from bot.store.sql import SqlStore
 
-    store = SqlStore(url)
-    await store.migrate()
-    return store
+    store: Store = SqlStore(url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
