@@ -1,4 +1,4 @@
-"""Wiring and start/stop order: store → rules → notifier → sources → scheduler (design §1)."""
+"""Wiring and start/stop order: store → rules → notifier → sources → scheduler."""
 
 from __future__ import annotations
 

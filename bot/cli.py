@@ -1,4 +1,4 @@
-"""The `stablewatch` command (design §2.1): exit 0 ok, 1 check failures, 2 bad usage or config."""
+"""The `stablewatch` command: exit 0 ok, 1 check failures, 2 bad usage or config."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>` (design §2.3)."""
+"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>`.
+
+See docs/architecture.md, "Series keys".
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ class PollStore(Observations, SourceHealthLog, Protocol):
 
 
 def up_series(name: str) -> str:
-    """The health series every source writes (design §2.3)."""
+    """The health series every source writes (docs/architecture.md, "Series keys")."""
     return f"source.{name}.up"
 
 

@@ -1,4 +1,4 @@
-"""Who is told about a transition: mutes, the notification log, and the storm breaker (§5)."""
+"""Who is told about a transition: mutes, the notification log, and the storm breaker."""
 
 from __future__ import annotations
 

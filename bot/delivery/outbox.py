@@ -1,4 +1,4 @@
-"""The outbox worker: groups, splits, paces and delivers claimed rows (design §5).
+"""The outbox worker: groups, splits, paces and delivers claimed rows.
 
 Rows for one chat claimed together become one message; a resolved alert edits its original
 message. Our own limiter sits in front of PTB's (overall, per private chat, per group or
@@ -88,7 +88,7 @@ def plan(chat: str, items: list[OutboxItem]) -> list[_Unit]:
 
 
 class Pacer:
-    """Our own rate limits in front of PTB's, which has no per-private-chat limit (anchors §3.4)."""
+    """Our own rate limits in front of PTB's, which has no per-private-chat limit."""
 
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings

@@ -1,4 +1,4 @@
-"""The daily digest: a stabilization scorecard built purely from loaded data, then rendered (§6)."""
+"""The daily digest: a stabilization scorecard built purely from loaded data, then rendered."""
 
 from __future__ import annotations
 
