@@ -24,6 +24,7 @@ from pathlib import Path
 from bot.config import DeliverySettings, DigestSettings, TelegramSettings
 from bot.delivery.outbox import Pacer
 from bot.digest.job import Composer, DigestJob
+from bot.digest.schedule import schedule_new_digests
 from bot.model import ChatKind, Observation
 from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
@@ -79,7 +80,7 @@ async def fan_out(store: Store, chats: int, limit: float, rate: float) -> dict[s
     for chat in ids:
         await store.subscribe(chat, ChatKind.PRIVATE, f"user {chat}", AT - timedelta(days=1))
     digest = DigestSettings(time="08:00", timezone="UTC")
-    await store.schedule_new_digests(digest.time, digest.timezone, AT - timedelta(hours=1))
+    await schedule_new_digests(store, digest.time, digest.timezone, AT - timedelta(hours=1))
     async with FakeTelegram(token=TOKEN) as tg:
         settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
         app = build_application(settings, store, lambda: AT)
@@ -115,15 +116,12 @@ async def fan_out(store: Store, chats: int, limit: float, rate: float) -> dict[s
 
 async def measure(chats: int, limit: float, rate: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await open_store(f"sqlite+aiosqlite:///{tmp}/digest.db")
-        try:
+        async with open_store(f"sqlite+aiosqlite:///{tmp}/digest.db") as store:
             points = await fill(store)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             compose = await compose_times(store)
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             sending = await fan_out(store, chats, limit, rate)
-        finally:
-            await store.close()
     return {
         "benchmark": "digest",
         "points_in_store": points,

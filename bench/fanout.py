@@ -26,6 +26,7 @@ from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.fake_telegram import FakeTelegram
+from tests.store_rows import pending_outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -51,28 +52,27 @@ async def prepare(store: Store, chats: int) -> list[str]:
 async def measure(chats: int, limit: float, rate: float) -> dict[str, object]:
     """Drain one fan-out against a fake Telegram limited to `limit` messages a second."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = await open_store(f"sqlite+aiosqlite:///{tmp}/fanout.db")
-        expected = await prepare(store, chats)
-        async with FakeTelegram(token=TOKEN) as tg:
-            settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
-            app = build_application(settings, store, now)
-            await start_telegram(app, poll_timeout=1.0)
-            worker = OutboxWorker(
-                store,
-                TelegramNotifier(app.bot),
-                now,
-                "bench",
-                DeliverySettings(global_rate=rate, private_rate=1, group_per_minute=20),
-            )
-            tg.rate_limit(per_second=limit)
-            started = time.perf_counter()
-            rows = await worker.drain()
-            wall = time.perf_counter() - started
-            await stop_telegram(app)
-            received = Counter(str(item.chat_id) for item in tg.sent())
-            throttled = tg.throttled
-        pending = await store.pending_outbox()
-        await store.close()
+        async with open_store(f"sqlite+aiosqlite:///{tmp}/fanout.db") as store:
+            expected = await prepare(store, chats)
+            async with FakeTelegram(token=TOKEN) as tg:
+                settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
+                app = build_application(settings, store, now)
+                await start_telegram(app, poll_timeout=1.0)
+                worker = OutboxWorker(
+                    store,
+                    TelegramNotifier(app.bot),
+                    now,
+                    "bench",
+                    DeliverySettings(global_rate=rate, private_rate=1, group_per_minute=20),
+                )
+                tg.rate_limit(per_second=limit)
+                started = time.perf_counter()
+                rows = await worker.drain()
+                wall = time.perf_counter() - started
+                await stop_telegram(app)
+                received = Counter(str(item.chat_id) for item in tg.sent())
+                throttled = tg.throttled
+            pending = await pending_outbox(store)
     delivered = sum(received.values())
     per_second = delivered / wall
     return {

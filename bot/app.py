@@ -81,10 +81,9 @@ class Runtime:
         import aiohttp
 
         try:
-            store = await open_store(self.settings.store.url)
+            store = await self._stack.enter_async_context(open_store(self.settings.store.url))
         except Exception as exc:
             raise StartupError(f"store.url: cannot open the store: {exc}") from None
-        self._stack.push_async_callback(store.close)
         # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
         # sent goes back in the queue. On PostgreSQL, claims expire instead (see claim_outbox).
         single = self.settings.store.url.startswith("sqlite")

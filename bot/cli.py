@@ -141,25 +141,21 @@ async def _backfill(settings: Settings, names: Sequence[str], since: datetime | 
         raise UsageError(f"unknown source(s): {', '.join(unknown)}")
     enabled = settings.sources.enabled()
     chosen = {n: getattr(settings.sources, n) for n in names} if names else enabled
-    store = await open_store(settings.store.url)
     failed = 0
-    try:
-        async with aiohttp.ClientSession() as session:
-            http = HttpClient(session)
-            sources = build_sources(chosen, settings)
-            with _bar(len(sources)) as advance:
-                for source in sources:
-                    advance(f"backfilling {source.name}")
-                    try:
-                        points = await source.backfill(http, datetime.now(UTC), since)
-                    except SourceError as exc:
-                        print(f"{source.name}: failed: {exc}", file=sys.stderr)
-                        failed += 1
-                        continue
-                    await store.upsert_observations(points)
-                    print(f"{source.name}: {len(points)} point(s) stored")
-    finally:
-        await store.close()
+    async with open_store(settings.store.url) as store, aiohttp.ClientSession() as session:
+        http = HttpClient(session)
+        sources = build_sources(chosen, settings)
+        with _bar(len(sources)) as advance:
+            for source in sources:
+                advance(f"backfilling {source.name}")
+                try:
+                    points = await source.backfill(http, datetime.now(UTC), since)
+                except SourceError as exc:
+                    print(f"{source.name}: failed: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                await store.upsert_observations(points)
+                print(f"{source.name}: {len(points)} point(s) stored")
     return 1 if failed else 0
 
 
@@ -191,12 +187,9 @@ async def _status(settings: Settings) -> int:
     from bot.engine.loader import load_rules
     from bot.store import open_store
 
-    store = await open_store(settings.store.url)
-    try:
+    async with open_store(settings.store.url) as store:
         health = await store.source_health()
         states = await store.alert_states()
-    finally:
-        await store.close()
     from bot.sources.status import source_statuses
 
     print("sources:")
@@ -243,14 +236,11 @@ async def _load_history(settings: Settings, series: set[str]) -> dict[str, Serie
     from bot.engine.series import Series
     from bot.store import open_store
 
-    store = await open_store(settings.store.url)
-    try:
+    async with open_store(settings.store.url) as store:
         out = {}
         for key in sorted(series):
             out[key] = Series.of(*await store.series_arrays(key))  # arrays, no datetimes
         return out
-    finally:
-        await store.close()
 
 
 def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
@@ -324,11 +314,8 @@ async def _import(settings: Settings, path: Path) -> int:
     if issues:
         print(f"nothing imported: {len(issues)} bad row(s)", file=sys.stderr)
         return 1
-    store = await open_store(settings.store.url)
-    try:
+    async with open_store(settings.store.url) as store:
         count = await store.upsert_observations(points)
-    finally:
-        await store.close()
     series = len({p.series for p in points})
     print(f"imported {count} point(s) in {series} series from {path}")
     return 0
@@ -343,15 +330,14 @@ async def _export(settings: Settings, out: Path | None) -> int:
     from bot.interchange import write_csv
     from bot.store import open_store
 
-    store = await open_store(settings.store.url)
-    handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
-    try:
-        async for chunk in write_csv(store.iter_observations()):
-            handle.write(chunk)
-    finally:
-        if out:
-            handle.close()
-        await store.close()
+    async with open_store(settings.store.url) as store:
+        handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            async for chunk in write_csv(store.iter_observations()):
+                handle.write(chunk)
+        finally:
+            if out:
+                handle.close()
     return 0
 
 
@@ -366,13 +352,10 @@ async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed
     from bot.store import open_store
 
     now = (at or datetime.now(UTC)).astimezone(UTC)
-    store = await open_store(settings.store.url)
-    try:
+    async with open_store(settings.store.url) as store:
         return await Composer(store, settings.markets.assets, now).compose(
             tz, "Stablewatch summary"
         )
-    finally:
-        await store.close()
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -1,4 +1,7 @@
-"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>`."""
+"""After a venue poll: store OI-weighted funding, total OI and `price.<asset>`.
+
+See docs/architecture.md, "Series keys".
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,15 @@ from bot.keys import VENUES, oi_key, price_key
 from bot.model import Observation
 from bot.sources._numbers import floor_minute
 from bot.sources.derived import derive, inputs
-from bot.store import Store
+from bot.store import Observations
 
 EXPECTED_WITHIN = timedelta(hours=24)
 """A venue that reported OI within this long is expected in the total (a geo-blocked one is not)."""
 
 
-async def _expected(store: Store, asset: str, venues: Sequence[str], now: datetime) -> list[str]:
+async def _expected(
+    store: Observations, asset: str, venues: Sequence[str], now: datetime
+) -> list[str]:
     """Venues that have been reporting this asset's open interest lately."""
     out = []
     for venue in venues:
@@ -26,7 +31,7 @@ async def _expected(store: Store, asset: str, venues: Sequence[str], now: dateti
 
 
 async def _price(
-    store: Store, asset: str, venues: Sequence[str], now: datetime, max_age: timedelta
+    store: Observations, asset: str, venues: Sequence[str], now: datetime, max_age: timedelta
 ) -> Observation | None:
     """The first fresh venue mark price, in a fixed venue order, so the series never hops."""
     for venue in VENUES:
@@ -39,7 +44,11 @@ async def _price(
 
 
 async def derive_and_store(
-    store: Store, assets: Sequence[str], venues: Sequence[str], now: datetime, max_age: timedelta
+    store: Observations,
+    assets: Sequence[str],
+    venues: Sequence[str],
+    now: datetime,
+    max_age: timedelta,
 ) -> set[str]:
     """Compute and store the cross-venue series; return their keys for evaluation."""
     points: list[Observation] = []

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from bot.keys import FUTURE_SLACK, source_up_key
 from bot.model import Observation, SourceHealth
 from bot.sources import Source, SourceError
 from bot.sources.http import HttpClient
-from bot.store import Store
+from bot.store import Observations, SourceHealthLog
 
 log = logging.getLogger(__name__)
+
+
+class PollStore(Observations, SourceHealthLog, Protocol):
+    """What a poll touches: the points and the source's health."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,7 @@ class PollResult:
 
 
 async def _failed(
-    store: Store, name: str, prev: SourceHealth | None, now: datetime, error: str
+    store: PollStore, name: str, prev: SourceHealth | None, now: datetime, error: str
 ) -> PollResult:
     """Record a failed poll: health 0, the error kept for `status`, no other observation."""
     failures = (prev.failures if prev else 0) + 1
@@ -44,7 +49,7 @@ async def _failed(
 
 
 async def _trusted(
-    store: Store, name: str, points: list[Observation], now: datetime
+    store: Observations, name: str, points: list[Observation], now: datetime
 ) -> list[Observation]:
     """Drop points from the future, and series whose newest point is older than what we hold
     (a stale cache answering): both are logged with the source, neither becomes data."""
@@ -71,7 +76,7 @@ async def _trusted(
 
 
 async def poll_source(
-    source: Source, http: HttpClient, store: Store, now: datetime, *, backfill: bool = False
+    source: Source, http: HttpClient, store: PollStore, now: datetime, *, backfill: bool = False
 ) -> PollResult:
     """Fetch (or backfill) one source and store the result; never raises for a source's fault."""
     now = now.replace(microsecond=0)

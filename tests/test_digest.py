@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.digest.chart import render_chart, render_series_chart
-from bot.digest.schedule import next_digest_at
+from bot.digest.schedule import first_schedule, next_digest_at, zone_or
 from bot.digest.scorecard import AssetData, DigestData, build_digest, render_digest
+from bot.model import DigestSchedule
 from bot.timezones import parse_hhmm, zone
 
 MARKET = Path(__file__).parent / "fixtures" / "market"
@@ -67,6 +68,24 @@ def test_next_digest_across_berlin_dst_end() -> None:
         2025, 10, 26, 7, 0, tzinfo=UTC
     )  # 08:00 CET
     assert next_digest_at("08:00", "UTC", before) == datetime(2025, 10, 25, 8, 0, tzinfo=UTC)
+
+
+def test_first_schedule_keeps_a_chats_choice_else_takes_the_defaults() -> None:
+    now = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    tokyo = first_schedule(DigestSchedule(1, "09:30", "Asia/Tokyo", None), "08:00", "UTC", now)
+    assert tokyo == DigestSchedule(
+        1, "09:30", "Asia/Tokyo", datetime(2025, 11, 2, 0, 30, tzinfo=UTC)
+    )
+    default = first_schedule(DigestSchedule(2, None, None, None, False), "08:00", "UTC", now)
+    assert default == DigestSchedule(2, "08:00", "UTC", datetime(2025, 11, 2, 8, tzinfo=UTC), False)
+    gone = first_schedule(DigestSchedule(3, None, "Mars/Olympus", None), "08:00", "UTC", now)
+    assert gone.timezone == "UTC"  # a zone tzdata no longer has falls back to the default
+    assert zone_or("Asia/Tokyo", "UTC") == "Asia/Tokyo"
+    assert (
+        zone_or(None, "Europe/Berlin")
+        == zone_or("Mars/Olympus", "Europe/Berlin")
+        == "Europe/Berlin"
+    )
 
 
 def test_user_input_is_checked() -> None:

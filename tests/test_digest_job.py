@@ -17,7 +17,7 @@ from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import Pacer
 from bot.digest.job import RETRY_LATER, DigestJob
-from bot.digest.schedule import DIGEST_LEASE
+from bot.digest.schedule import DIGEST_LEASE, claim_due
 from bot.engine.loader import load_rules
 from bot.interchange import read_csv
 from bot.model import ChatKind, Transition, TransitionKind
@@ -58,10 +58,9 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(db_url)
-    await load_market(opened)
-    yield opened
-    await opened.close()
+    async with open_store(db_url) as opened:
+        await load_market(opened)
+        yield opened
 
 
 @pytest.fixture
@@ -134,11 +133,8 @@ async def test_each_chat_gets_its_digest_at_its_local_time_exactly_once(
         clock.advance(timedelta(hours=1))  # 08:00:10 UTC
         first = await digests.run()
         # a restarted bot (new store and job on the same file) sends nothing twice
-        reopened = await open_store(db_url)
-        try:
+        async with open_store(db_url) as reopened:
             again = await job(reopened, notifier, clock).run()
-        finally:
-            await reopened.close()
     assert (first.sent, again.claimed) == (2, 0)
     for chat in (1, 2, -500):
         text, photo = tg.sent(chat)
@@ -246,7 +242,7 @@ async def test_a_digest_whose_sender_died_goes_out_after_the_lease(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
     async with at_eight(tg, store, clock, 1) as digests:
-        assert len(await store.claim_due_digests(clock())) == 1  # claimed, then the bot died
+        assert len(await claim_due(store, clock())) == 1  # claimed, then the bot died
         assert (await digests.run()).claimed == 0
         clock.advance(DIGEST_LEASE)
         assert (await digests.run()).sent == 1

@@ -17,6 +17,7 @@ from bot.config import Settings
 from tests.conftest import OTHER_SOURCES, ROOT, SteppingClock, fixture_json
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
+from tests.store_rows import pending_outbox
 
 TOKEN = "123456:TEST-token"
 CHANNEL = "@stablewatch_signals"
@@ -105,7 +106,7 @@ async def test_alert_resolve_and_restart_through_telegram(
                 runtime.jobs.send_digests()
             )  # the start-up run may have claimed it first: either way
             await tg.wait_for(channel_before + 2, chat_id=CHANNEL)
-            assert await runtime.store.pending_outbox() == 0
+            assert await pending_outbox(runtime.store) == 0
         # nothing was repeated; only the channel's daily digest, due while the bot was down
         after = tg.sent()[sent_before_restart:]
         assert [(s.chat_id, s.method) for s in after] == [

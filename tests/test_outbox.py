@@ -21,6 +21,7 @@ from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
 from tests.conftest import SteppingClock
 from tests.harness.fake_telegram import MAX_TEXT_LENGTH, FakeTelegram, parse_html
+from tests.store_rows import notification, pending_outbox
 from tests.test_telegram import TOKEN, running
 
 FAST = DeliverySettings(global_rate=200, private_rate=100, group_per_minute=600)
@@ -36,9 +37,8 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    yield opened
-    await opened.close()
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
+        yield opened
 
 
 class Recording:
@@ -93,7 +93,7 @@ async def enqueue(
 
 
 async def logged_id(store: Store, rule: str, chat: str) -> int | None:
-    entry = await store.notification(rule, chat)
+    entry = await notification(store, rule, chat)
     assert entry is not None, f"nothing logged for {rule} in {chat}"
     return entry[0]
 
@@ -114,7 +114,7 @@ async def test_rows_for_one_chat_become_one_message(
     assert message.text == "<b>Funding</b> flipped\n\n<b>ETF</b> inflows"
     assert [m.text for m in tg.sent(43)] == ["funding"]
     assert await logged_id(store, "funding", "42") == await logged_id(store, "etf", "42") == 1
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 async def test_a_long_merged_message_is_split_and_rows_keep_the_first_id(
@@ -187,7 +187,7 @@ async def test_an_edit_that_changes_nothing_counts_as_done(
         )
         assert await outbox.drain() == 1
     assert len(tg.calls("sendMessage")) == 1
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 async def test_an_unparseable_edit_is_made_once_more_as_plain_text(
@@ -262,7 +262,7 @@ async def test_a_blocked_chat_is_unsubscribed_and_never_tried_again(
     assert [s.chat_id for s in await store.subscriptions()] == [43]
     assert statuses(tg, "editMessageText") == [403]  # the edit failed; the message was skipped
     assert statuses(tg) == [200, 200]
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 async def test_unknown_chat_is_unsubscribed(store: Store, clock: SteppingClock) -> None:
@@ -298,7 +298,7 @@ async def test_bad_request_is_never_retried(
         clock.advance(timedelta(hours=1))
         assert await outbox.drain() == 0
     assert statuses(tg) == [400]
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
     assert [s.chat_id for s in await store.subscriptions()] == [42]
 
 
@@ -321,7 +321,7 @@ async def test_server_errors_back_off_and_keep_the_chat_in_order(
         await enqueue(store, clock, "etf", ("42", "etf inflows"))
         tg.fail_next("editMessageText", status=status)
         assert await outbox.drain() == 0  # the edit failed, the new message waits behind it
-        assert await store.pending_outbox() == 2
+        assert await pending_outbox(store) == 2
         assert await outbox.drain() == 0  # not due yet
         clock.advance(retry_delay(0, lambda: 1.0))
         assert await outbox.drain() == 2
@@ -338,7 +338,7 @@ async def test_network_errors_are_retried_a_bounded_number_of_times(
             assert await outbox.drain() == 0
             clock.advance(timedelta(hours=1))
     assert len(tg.calls("sendMessage")) == MAX_ATTEMPTS
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 def test_retry_delay_grows_with_jitter_and_is_capped() -> None:

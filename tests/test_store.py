@@ -1,4 +1,4 @@
-"""The `Store` contract, run against SQLite and PostgreSQL alike (design §7, §9)."""
+"""The `Store` contract, run against SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select, text, update
 
-from bot.digest.schedule import DIGEST_LEASE
+from bot.digest.schedule import DIGEST_LEASE, claim_due, schedule_new_digests, schedule_next_day
 from bot.model import (
+    CHANNELS_ROW,
     OFF,
     AlertState,
     AlertStatus,
     ChatKind,
+    DigestSchedule,
     Observation,
     SourceHealth,
     Transition,
@@ -30,6 +32,7 @@ from tests.store_backends import (
     postgres_missing,
     sqlite_url,
 )
+from tests.store_rows import notification, pending_outbox
 
 T0 = datetime(2025, 11, 3, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -133,7 +136,7 @@ async def test_revision_replaces_value(store: SqlStore) -> None:
     assert await store.upsert_observations([obs("etf.btc.net_flow", 0, -100.0)]) == 1
     await store.upsert_observations([obs("etf.btc.net_flow", 0, 250.5)])
     assert await store.observations("etf.btc.net_flow") == [obs("etf.btc.net_flow", 0, 250.5)]
-    assert await store.count_observations() == 1
+    assert [p async for p in store.iter_observations()] == [obs("etf.btc.net_flow", 0, 250.5)]
 
 
 async def test_later_duplicate_in_one_batch_wins(store: SqlStore) -> None:
@@ -161,12 +164,12 @@ async def test_latest_is_the_newest_point_of_that_series(store: SqlStore) -> Non
     assert await store.latest("price.btc") == obs("price.btc", 5, 6.0)
 
 
-async def test_count_per_series_and_total(store: SqlStore) -> None:
-    assert await store.count_observations() == 0
+async def test_points_per_series_and_in_total(store: SqlStore) -> None:
+    assert [p async for p in store.iter_observations()] == []
     await store.upsert_observations([obs("a", d, 1.0) for d in range(3)] + [obs("b", 0, 1.0)])
-    assert await store.count_observations() == 4
-    assert await store.count_observations("a") == 3
-    assert await store.count_observations("c") == 0
+    assert len([p async for p in store.iter_observations()]) == 4
+    assert len(await store.observations("a")) == 3
+    assert await store.observations("c") == []
 
 
 async def test_series_names_are_each_series_once_sorted(store: SqlStore) -> None:
@@ -243,7 +246,7 @@ async def test_record_evaluation_writes_states_transitions_and_outbox(store: Sql
     assert await store.record_evaluation([state], [tr], deliveries, T0 + DAY) == 2
     assert await store.alert_states() == {"flows": state}
     assert await store.transitions() == [tr]
-    assert await store.pending_outbox() == 2
+    assert await pending_outbox(store) == 2
     items = await store.claim_outbox("w", T0 + DAY)
     assert [(i.chat_id, i.text, i.kind, i.attempts) for i in items] == [
         ("42", "<b>fired</b>", TransitionKind.FIRING, 0),
@@ -268,7 +271,7 @@ async def test_failed_evaluation_writes_nothing(store: SqlStore, index: int) -> 
         )
     assert await store.alert_states() == {}
     assert await store.transitions() == []
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
 
 
 async def test_transitions_newest_first(store: SqlStore) -> None:
@@ -318,7 +321,7 @@ async def test_claim_respects_not_before_and_limit(store: SqlStore) -> None:
     assert [i.chat_id for i in first] == ["0", "1"]
     assert [i.chat_id for i in await store.claim_outbox("w", T0 + DAY)] == ["2"]
     assert await store.claim_outbox("w", T0 + DAY + timedelta(minutes=1)) == []  # still held
-    assert await store.pending_outbox() == 3
+    assert await pending_outbox(store) == 3
 
 
 async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore) -> None:
@@ -326,16 +329,16 @@ async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore
     (item,) = await store.claim_outbox("w", T0)
     assert item.reply_to is None
     await store.mark_sent(item.id, 777, T0 + timedelta(seconds=1))
-    assert await store.notification("flows", "42") == (777, T0 + timedelta(seconds=1))
-    assert await store.notification("flows", "43") is None
-    assert await store.pending_outbox() == 0
+    assert await notification(store, "flows", "42") == (777, T0 + timedelta(seconds=1))
+    assert await notification(store, "flows", "43") is None
+    assert await pending_outbox(store) == 0
     assert await store.claim_outbox("w", T0 + DAY) == []
 
     await store.record_evaluation([], [resolved("flows", T0 + DAY)], [(0, "42", "ok")], T0 + DAY)
     (done,) = await store.claim_outbox("w", T0 + DAY)
     assert (done.kind, done.reply_to) == (TransitionKind.RESOLVED, 777)
     await store.mark_sent(done.id, None, T0 + DAY)
-    assert await store.notification("flows", "42") == (None, T0 + DAY)
+    assert await notification(store, "flows", "42") == (None, T0 + DAY)
 
 
 async def test_mark_sent_unknown_row_raises(store: SqlStore) -> None:
@@ -351,7 +354,7 @@ async def test_mark_failed_with_retry_requeues_after_retry_at(store: SqlStore) -
     await store.mark_failed(
         item.id, "429 Too Many Requests", T0, retry_at=T0 + timedelta(minutes=1)
     )
-    assert await store.pending_outbox() == 1
+    assert await pending_outbox(store) == 1
     assert await store.claim_outbox("w", T0 + timedelta(seconds=59)) == []
     (again,) = await store.claim_outbox("w2", T0 + timedelta(minutes=1))
     assert (again.id, again.attempts) == (item.id, 1)
@@ -361,7 +364,7 @@ async def test_mark_failed_without_retry_gives_up(store: SqlStore) -> None:
     await enqueue(store, chats=1)
     (item,) = await store.claim_outbox("w", T0)
     await store.mark_failed(item.id, "400 Bad Request", T0, retry_at=None)
-    assert await store.pending_outbox() == 0
+    assert await pending_outbox(store) == 0
     assert await store.claim_outbox("w", T0 + DAY) == []
     async with store.engine.connect() as conn:
         row = (await conn.execute(select(db.outbox))).one()
@@ -471,13 +474,15 @@ async def test_move_subscription_follows_a_migrated_group(store: SqlStore) -> No
     assert "-1001234" in await store.mutes(T0)
 
 
-async def test_sent_count_counts_rows_per_rule_and_chat(store: SqlStore) -> None:
+async def test_sent_counts_count_rows_per_rule_and_chat(store: SqlStore) -> None:
     transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
     await store.record_evaluation(
         [], [transition, transition], [(0, "1", "a"), (1, "1", "b"), (1, "2", "c")], T0
     )
-    assert await store.sent_count("r", "1", T0 - DAY) == 2
-    assert await store.sent_count("r", "1", T0 + DAY) == 0
+    assert await store.sent_counts("r", T0 - DAY) == {"1": 2, "2": 1}
+    assert await store.sent_counts("r", T0) == {"1": 2, "2": 1}  # since is inclusive
+    assert await store.sent_counts("r", T0 + DAY) == {}
+    assert await store.sent_counts("other", T0 - DAY) == {}
 
 
 async def test_a_claim_older_than_the_lease_is_taken_over(store: SqlStore) -> None:
@@ -514,31 +519,32 @@ async def test_filters_follow_a_migrated_group(store: SqlStore) -> None:
     assert await store.filters() == {"-1001": {"tag:etf"}}
 
 
-# daily digest claims (design §6) ------------------------------------------------------------------
+# daily digest claims ----------------------------------------------------------------------------
 async def test_digest_claims_never_twice_never_skipped(db_url: str, store: SqlStore) -> None:
     other = SqlStore(db_url)  # a second worker on the same database
     try:
         start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
         await store.subscribe(7, ChatKind.PRIVATE, "", start)
-        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 1
-        assert await store.schedule_new_digests("08:00", "Europe/Berlin", start) == 0
-        assert await store.claim_due_digests(start) == []
+        assert await schedule_new_digests(store, "08:00", "Europe/Berlin", start) == 1
+        assert await schedule_new_digests(store, "08:00", "Europe/Berlin", start) == 0
+        assert await claim_due(store, start) == []
         due = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)  # 08:00 CET
-        got = await asyncio.gather(store.claim_due_digests(due), other.claim_due_digests(due))
+        got = await asyncio.gather(claim_due(store, due), claim_due(other, due))
         assert sorted(len(g) for g in got) == [0, 1]
         won = next(g for g in got if g)[0]
         assert won.next_at == due + DIGEST_LEASE
-        assert await store.finish_digest(won, due + timedelta(seconds=3))
+        assert await schedule_next_day(store, won, due + timedelta(seconds=3))
         # down for three days: one digest on restart, then back to the daily time
         later = due + timedelta(days=3, hours=2)
-        claimed = await other.claim_due_digests(later)
+        claimed = await claim_due(other, later)
         assert [c.chat_id for c in claimed] == [7]
-        assert await store.claim_due_digests(later) == []
+        assert await claim_due(store, later) == []
         assert await store.release_digest(claimed[0], later)  # delivery failed: due again
-        again = await store.claim_due_digests(later + timedelta(minutes=1))
+        again = await claim_due(store, later + timedelta(minutes=1))
         assert len(again) == 1
-        assert not await store.finish_digest(claimed[0], later)  # a stale claim changes nothing
-        assert await store.finish_digest(again[0], later)
+        assert not await schedule_next_day(store, claimed[0], later)  # a stale claim: no change
+        assert not await store.release_digest(claimed[0], later)
+        assert await schedule_next_day(store, again[0], later)
         schedule = await store.digest_schedule(7)
         assert schedule is not None
         assert schedule.next_at == datetime(2025, 11, 6, 7, 0, tzinfo=UTC)
@@ -550,13 +556,13 @@ async def test_digest_claim_of_a_killed_sender_is_due_after_its_lease(store: Sql
     start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
     for chat in (1, 2, 3):
         await store.subscribe(chat, ChatKind.PRIVATE, "", start)
-    await store.schedule_new_digests("13:00", "UTC", start)
+    await schedule_new_digests(store, "13:00", "UTC", start)
     due = datetime(2025, 11, 1, 13, 0, tzinfo=UTC)
-    assert [c.chat_id for c in await store.claim_due_digests(due, limit=2)] == [1, 2]
+    assert [c.chat_id for c in await claim_due(store, due, limit=2)] == [1, 2]
     # the sender dies without finishing: nothing is due until the lease ends, then both are
-    assert [c.chat_id for c in await store.claim_due_digests(due + timedelta(minutes=1))] == [3]
-    assert await store.claim_due_digests(due + DIGEST_LEASE - timedelta(seconds=1)) == []
-    assert [c.chat_id for c in await store.claim_due_digests(due + DIGEST_LEASE)] == [1, 2]
+    assert [c.chat_id for c in await claim_due(store, due + timedelta(minutes=1))] == [3]
+    assert await claim_due(store, due + DIGEST_LEASE - timedelta(seconds=1)) == []
+    assert [c.chat_id for c in await claim_due(store, due + DIGEST_LEASE)] == [1, 2]
 
 
 async def test_digest_off_and_unsubscribed_chats_are_never_claimed(store: SqlStore) -> None:
@@ -565,5 +571,85 @@ async def test_digest_off_and_unsubscribed_chats_are_never_claimed(store: SqlSto
         await store.subscribe(chat, ChatKind.PRIVATE, "", start)
     await store.set_digest(1, OFF, None, None)
     await store.unsubscribe(2)
-    assert await store.schedule_new_digests("13:00", "UTC", start) == 0
-    assert await store.claim_due_digests(start + timedelta(days=2)) == []
+    assert await store.unscheduled_digests() == []
+    assert await schedule_new_digests(store, "13:00", "UTC", start) == 0
+    assert await claim_due(store, start + timedelta(days=2)) == []
+
+
+async def test_scheduling_sets_only_chats_still_unscheduled(store: SqlStore) -> None:
+    start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    for chat in (1, 2, 3, 4):
+        await store.subscribe(chat, ChatKind.PRIVATE, "", start)
+    await store.set_digest(2, "09:30", "Asia/Tokyo", None)  # chosen while not yet scheduled
+    await store.set_digest(3, OFF, None, None)
+    unscheduled = await store.unscheduled_digests()
+    assert [(u.chat_id, u.digest_time, u.timezone, u.next_at) for u in unscheduled] == [
+        (1, None, None, None),
+        (2, "09:30", "Asia/Tokyo", None),
+        (4, None, None, None),
+    ]
+    first = start + timedelta(hours=1)
+    assert await store.set_digest(1, "13:00", "UTC", first)  # another worker got there first
+    await store.unsubscribe(4)  # and this chat left meanwhile
+    plans = [DigestSchedule(c, "08:00", "UTC", start + DAY) for c in (1, 2, 3, 4)]
+    assert await store.schedule_digests(plans) == 1
+    assert await store.schedule_digests(plans) == 0
+    assert await store.schedule_digests([]) == 0
+    schedules = [await store.digest_schedule(c) for c in (1, 2, 3, 4)]
+    assert [(s.digest_time, s.timezone, s.next_at) for s in schedules if s] == [
+        ("13:00", "UTC", first),
+        ("08:00", "UTC", start + DAY),
+        (OFF, None, None),
+        (None, None, None),
+    ]
+
+
+async def test_a_chats_own_time_and_zone_win_and_a_vanished_zone_falls_back(
+    store: SqlStore,
+) -> None:
+    start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    for chat in (1, 2):
+        await store.subscribe(chat, ChatKind.PRIVATE, "", start)
+    await store.set_digest(1, "09:30", "Asia/Tokyo", None)
+    await store.set_digest(2, None, "Mars/Olympus", None)  # a zone tzdata no longer has
+    assert await schedule_new_digests(store, "08:00", "Europe/Berlin", start) == 2
+    tokyo, berlin = await store.digest_schedule(1), await store.digest_schedule(2)
+    assert tokyo == DigestSchedule(
+        1, "09:30", "Asia/Tokyo", datetime(2025, 11, 2, 0, 30, tzinfo=UTC)
+    )
+    assert berlin == DigestSchedule(
+        2, "08:00", "Europe/Berlin", datetime(2025, 11, 2, 7, tzinfo=UTC)
+    )
+    # a zone gone after scheduling: the claim and the next day are read in UTC
+    due = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)
+    assert await store.set_digest(2, "08:00", "Mars/Olympus", due)
+    tokyo_claim, claimed = await claim_due(store, due)
+    assert (tokyo_claim.chat_id, tokyo_claim.timezone) == (1, "Asia/Tokyo")
+    assert (claimed.chat_id, claimed.timezone) == (2, "UTC")
+    assert await schedule_next_day(store, claimed, due)
+    moved = await store.digest_schedule(2)
+    assert moved is not None and moved.next_at == datetime(2025, 11, 2, 8, 0, tzinfo=UTC)
+
+
+async def test_channels_row_follows_the_default_time(store: SqlStore) -> None:
+    start = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
+    assert await schedule_new_digests(store, "08:00", "UTC", start, with_channels=True) == 0
+    row = await store.digest_schedule(CHANNELS_ROW)
+    tomorrow = datetime(2025, 11, 2, 8, 0, tzinfo=UTC)
+    assert row == DigestSchedule(CHANNELS_ROW, "08:00", "UTC", tomorrow, active=False)
+    assert await store.subscriptions() == []  # the row is no subscriber: no alert goes to it
+    # the same default keeps the row where it is; a new one moves it at once
+    await store.keep_channels_row("08:00", "UTC", tomorrow + DAY, start + DAY)
+    assert (await store.digest_schedule(CHANNELS_ROW)) == row
+    await schedule_new_digests(store, "09:00", "Asia/Tokyo", start, with_channels=True)
+    moved = await store.digest_schedule(CHANNELS_ROW)
+    assert moved is not None
+    assert (moved.digest_time, moved.timezone) == ("09:00", "Asia/Tokyo")
+    assert moved.next_at == datetime(2025, 11, 2, 0, 0, tzinfo=UTC)
+    (claimed,) = await claim_due(store, moved.next_at)
+    assert claimed.chat_id == CHANNELS_ROW
+
+
+async def test_a_digest_claim_must_last_past_now(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="must last past now"):
+        await store.claim_due_digests(T0, T0)

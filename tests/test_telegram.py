@@ -42,9 +42,8 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    yield opened
-    await opened.close()
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
+        yield opened
 
 
 def _settings(tg: FakeTelegram, **overrides: Any) -> TelegramSettings:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from bot.engine.rules import AnyRule
 from bot.model import Transition, TransitionKind
-from bot.store import Store
+from bot.store import Audience
 
 STORM_WINDOW = timedelta(hours=1)
 
@@ -49,7 +49,7 @@ def storm_notice(name: str, limit: int) -> str:
 
 
 async def plan(
-    store: Store,
+    store: Audience,
     owed: Sequence[tuple[int, Transition, AnyRule | None, str]],
     chats: Sequence[str],
     now: datetime,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from math import ceil
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from aiolimiter import AsyncLimiter
 
@@ -25,7 +25,7 @@ from bot.config import DeliverySettings
 from bot.delivery.notifier import DeliveryError, Notifier
 from bot.delivery.split import message_chunks
 from bot.model import Clock, OutboxItem, TransitionKind
-from bot.store import Store
+from bot.store import Audience, OutboxQueue
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -140,12 +140,16 @@ class Pacer:
         self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + seconds)
 
 
+class DeliveryStore(OutboxQueue, Audience, Protocol):
+    """What delivery touches: the outbox, and chats that left or moved."""
+
+
 class OutboxWorker:
     """Drains the outbox through one notifier; safe to run beside other workers (claims are CAS)."""
 
     def __init__(
         self,
-        store: Store,
+        store: DeliveryStore,
         notifier: Notifier,
         clock: Clock,
         worker_id: str,

@@ -20,6 +20,7 @@ from bot.delivery.notifier import DeliveryError, Notifier
 from bot.delivery.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
 from bot.delivery.split import message_chunks
 from bot.digest.chart import render_chart
+from bot.digest.schedule import claim_due, schedule_new_digests, schedule_next_day
 from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
 from bot.engine.ruleset import RuleSet
 from bot.model import CHANNELS_ROW, Clock, DigestSchedule
@@ -122,13 +123,17 @@ class DigestJob:
         now = self.clock()
         channels = list(self.channels())
         result = DigestRun()
-        await self.store.schedule_new_digests(
-            self.settings.time, self.settings.timezone, now, with_channels=bool(channels)
+        await schedule_new_digests(
+            self.store,
+            self.settings.time,
+            self.settings.timezone,
+            now,
+            with_channels=bool(channels),
         )
         composer = Composer(self.store, self.assets, now)
         filters: dict[str, set[str]] | None = None
         rules = self.rules()
-        while claimed := await self.store.claim_due_digests(now, limit=BATCH):
+        while claimed := await claim_due(self.store, now, limit=BATCH):
             result.claimed += len(claimed)
             if filters is None:  # read only when something is due: this job runs every 30 s
                 filters = await self.store.filters()
@@ -173,7 +178,7 @@ class DigestJob:
             await self.store.release_digest(schedule, self.clock() + RETRY_LATER)
             result.retrying += 1
             return
-        await self.store.finish_digest(schedule, self.clock())
+        await schedule_next_day(self.store, schedule, self.clock())
         if any(delivered):
             result.sent += 1
         else:

@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.keys import (
@@ -21,7 +22,7 @@ from bot.keys import (
 )
 from bot.model import Transition, TransitionKind
 from bot.numbers import pct, plain, signed, usd
-from bot.store import Store
+from bot.store import AlertLog, Observations
 
 Point = tuple[datetime, float]
 HISTORY = timedelta(days=45)
@@ -325,11 +326,17 @@ def render_digest(d: Digest, title: str = "Stablewatch daily digest") -> str:
 # loading --------------------------------------------------------------------------------------
 
 
-async def _points(store: Store, series: str, since: datetime, now: datetime) -> tuple[Point, ...]:
+class DigestReads(Observations, AlertLog, Protocol):
+    """What the digest reads: series for the scorecard and chart, transitions for its alerts."""
+
+
+async def _points(
+    store: Observations, series: str, since: datetime, now: datetime
+) -> tuple[Point, ...]:
     return tuple((o.ts, o.value) for o in await store.observations(series, since, now))
 
 
-async def _venues(store: Store, asset: str, now: datetime) -> tuple[tuple[str, float], ...]:
+async def _venues(store: Observations, asset: str, now: datetime) -> tuple[tuple[str, float], ...]:
     """The latest rate of each venue that reported within a few days."""
     found = []
     for venue in VENUES:
@@ -339,7 +346,7 @@ async def _venues(store: Store, asset: str, now: datetime) -> tuple[tuple[str, f
     return tuple(found)
 
 
-async def _asset(store: Store, asset: str, now: datetime) -> AssetData:
+async def _asset(store: Observations, asset: str, now: datetime) -> AssetData:
     since = now - HISTORY
     etf = await _points(store, etf_flow_key(asset), since - HISTORY, now)
     return AssetData(
@@ -351,7 +358,7 @@ async def _asset(store: Store, asset: str, now: datetime) -> AssetData:
     )
 
 
-async def load_digest_data(store: Store, assets: Sequence[str], now: datetime) -> DigestData:
+async def load_digest_data(store: DigestReads, assets: Sequence[str], now: datetime) -> DigestData:
     """Read what the digest and its chart need; a few small queries per asset."""
     loaded = tuple([await _asset(store, a, now) for a in assets])
     fear_greed = await _points(store, FEAR_GREED, now - HISTORY, now)

@@ -1,26 +1,39 @@
-"""The `Store` protocol: everything the bot remembers, behind one interface (design §1, §9)."""
+"""The `Store`: everything the bot remembers, as the sum of small roles (see `roles`).
+
+See docs/architecture.md, "Store roles".
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
-from bot.digest.schedule import DIGEST_LEASE
-from bot.model import (
-    AlertState,
-    ChatKind,
-    DigestSchedule,
-    Observation,
-    OutboxItem,
-    SourceHealth,
-    Subscription,
-    Transition,
+from bot.store.roles import (
+    AlertLog,
+    Audience,
+    DigestSchedules,
+    Observations,
+    OutboxQueue,
+    SourceHealthLog,
 )
 
+__all__ = [
+    "AlertLog",
+    "Audience",
+    "DigestSchedules",
+    "Observations",
+    "OutboxQueue",
+    "SourceHealthLog",
+    "Store",
+    "open_store",
+]
 
-class Store(Protocol):
-    """Persistence for observations, subscriptions, alert state, the notification log and outbox."""
+
+class Store(
+    Observations, AlertLog, OutboxQueue, Audience, DigestSchedules, SourceHealthLog, Protocol
+):
+    """Every role at once, plus the schema and the connections, for code that wires them."""
 
     async def migrate(self) -> int:
         """Bring the schema to the newest version; return that version."""
@@ -30,187 +43,15 @@ class Store(Protocol):
         """Release connections."""
         ...
 
-    # observations -------------------------------------------------------------------------------
-    async def upsert_observations(self, observations: Sequence[Observation]) -> int:
-        """Insert points; a revision (same series and ts) replaces the stored value."""
-        ...
 
-    async def observations(
-        self, series: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[Observation]:
-        """Return one series' points in time order, optionally within [since, until]."""
-        ...
-
-    async def series_arrays(
-        self, series: str, since: datetime | None = None
-    ) -> tuple[list[int], list[float]]:
-        """One series as (epoch seconds, values) lists in time order, for evaluation."""
-        ...
-
-    async def latest(self, series: str) -> Observation | None:
-        """Return the newest point of a series."""
-        ...
-
-    async def series_names(self) -> list[str]:
-        """Every series with at least one point, sorted (to suggest names in `/chart`)."""
-        ...
-
-    async def count_observations(self, series: str | None = None) -> int:
-        """Count points, of one series or all; used to decide whether to backfill."""
-        ...
-
-    def iter_observations(self) -> AsyncIterator[Observation]:
-        """Stream every point ordered by series then time, for export."""
-        ...
-
-    # subscriptions ------------------------------------------------------------------------------
-    async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:
-        """Activate a chat's subscription; return True if it was not active before."""
-        ...
-
-    async def unsubscribe(self, chat_id: int) -> bool:
-        """Deactivate a chat's subscription; return True if it was active."""
-        ...
-
-    async def move_subscription(self, old_chat_id: int, new_chat_id: int) -> bool:
-        """Follow a chat migrated to a supergroup: subscription, mutes and pending rows move."""
-        ...
-
-    async def mute(self, chat_id: str, target: str, until: datetime, reason: str = "") -> None:
-        """Mute a rule id, `tag:<tag>` or `all` for a chat until a moment."""
-        ...
-
-    async def unmute(self, chat_id: str, target: str | None = None) -> int:
-        """Lift one mute, or all of a chat's mutes."""
-        ...
-
-    async def mutes(self, now: datetime) -> dict[str, dict[str, datetime]]:
-        """Active mutes: chat id → target → until."""
-        ...
-
-    async def set_filter(self, chat_id: str, targets: Sequence[str]) -> None:
-        """Replace a chat's filter (rule ids, `tag:<tag>`); empty means every alert."""
-        ...
-
-    async def filters(self) -> dict[str, set[str]]:
-        """Chats with a filter: chat id → the rule ids and `tag:<tag>` it receives."""
-        ...
-
-    async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
-        """Messages enqueued per chat for a rule since a moment."""
-        ...
-
-    async def notified(self, rule_id: str) -> dict[str, datetime]:
-        """When each chat was last told about a rule."""
-        ...
-
-    async def sent_count(self, rule_id: str, chat_id: str, since: datetime) -> int:
-        """Messages enqueued for (rule, chat) since a moment (storm breaker)."""
-        ...
-
-    async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
-        """Return subscriptions, ordered by chat id."""
-        ...
-
-    # daily digest schedule (design §6) --------------------------------------------------------
-    async def digest_schedule(self, chat_id: int) -> DigestSchedule | None:
-        """A chat's digest time, zone and next due moment; None if it never subscribed."""
-        ...
-
-    async def set_digest(
-        self, chat_id: int, time: str | None, timezone: str | None, next_at: datetime | None
-    ) -> bool:
-        """Store a chat's digest settings and next due moment; False if the chat has no row."""
-        ...
-
-    async def schedule_new_digests(
-        self, time: str, timezone: str, now: datetime, *, with_channels: bool = False
-    ) -> int:
-        """Give active chats without a schedule the default one (once, by compare-and-set)."""
-        ...
-
-    async def claim_due_digests(
-        self, now: datetime, lease: timedelta = DIGEST_LEASE, limit: int = 200
-    ) -> list[DigestSchedule]:
-        """Take due digests by moving `next_at` to the end of a lease, compare-and-set on the old.
-
-        Two workers never take the same digest; one missed while the bot was down is returned
-        once, not once per missed day; one whose sender died is due again when the lease ends.
-        """
-        ...
-
-    async def finish_digest(self, claimed: DigestSchedule, now: datetime) -> bool:
-        """A claimed digest went out: schedule the next local day, unless the chat changed it."""
-        ...
-
-    async def release_digest(self, claimed: DigestSchedule, retry_at: datetime) -> bool:
-        """Make a claimed digest due again at `retry_at` (delivery failed), unless it changed."""
-        ...
-
-    # alert state and transitions ----------------------------------------------------------------
-    async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one."""
-        ...
-
-    async def record_evaluation(
-        self,
-        states: Sequence[AlertState],
-        transitions: Sequence[Transition],
-        deliveries: Sequence[tuple[int, str, str]],
-        now: datetime,
-        not_before: datetime | None = None,
-    ) -> int:
-        """In one transaction: save states, log transitions, enqueue outbox rows.
-
-        `deliveries` are (index into `transitions`, chat id, text); returns the rows enqueued.
-        """
-        ...
-
-    async def transitions(self, limit: int = 50) -> list[Transition]:
-        """Return the most recent transitions, newest first."""
-        ...
-
-    # outbox -------------------------------------------------------------------------------------
-    async def claim_outbox(self, worker: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
-        """Claim due, unsent rows by compare-and-set so two senders never take the same row."""
-        ...
-
-    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
-        """Record a delivery and its Telegram message id in the notification log."""
-        ...
-
-    async def mark_failed(
-        self, item_id: int, error: str, now: datetime, retry_at: datetime | None
-    ) -> None:
-        """Release a claimed row for a retry at `retry_at`, or give it up when that is None."""
-        ...
-
-    async def release_claims(self, worker: str) -> int:
-        """Put rows a worker claimed but never finished back in the queue (after a crash)."""
-        ...
-
-    async def pending_outbox(self) -> int:
-        """Count rows not yet sent nor given up."""
-        ...
-
-    async def notification(self, rule_id: str, chat_id: str) -> tuple[int | None, datetime] | None:
-        """Return the last message id and time sent for (rule, chat), from the notification log."""
-        ...
-
-    # source health ------------------------------------------------------------------------------
-    async def source_health(self) -> dict[str, SourceHealth]:
-        """Return the last known health of every source."""
-        ...
-
-    async def save_source_health(self, health: SourceHealth) -> None:
-        """Persist a source's health after each poll."""
-        ...
-
-
-async def open_store(url: str) -> Store:
-    """Open the SQL store for a SQLAlchemy URL and migrate it."""
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """Open the SQL store for a SQLAlchemy URL, migrate it, and always close it afterwards."""
     from bot.store.sql import SqlStore
 
-    store = SqlStore(url)
-    await store.migrate()
-    return store
+    store: Store = SqlStore(url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()

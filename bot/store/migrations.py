@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.schema import metadata, schema_version
 
-# Any constant bigint: replicas starting together take turns instead of racing the DDL (§9).
+# Any constant bigint: replicas starting together take turns instead of racing the DDL.
 _PG_MIGRATION_LOCK = 0x5354_4142_4C45  # "STABLE"
 
 

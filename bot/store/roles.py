@@ -1,0 +1,215 @@
+"""The store's roles: one small protocol per kind of memory, so a consumer asks for what it uses.
+
+See docs/architecture.md, "Store roles".
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.model import (
+    AlertState,
+    ChatKind,
+    DigestSchedule,
+    Observation,
+    OutboxItem,
+    SourceHealth,
+    Subscription,
+    Transition,
+)
+
+
+class Observations(Protocol):
+    """The time series: points written by polls and imports, read by rules, digests and charts."""
+
+    async def upsert_observations(self, observations: Sequence[Observation]) -> int:
+        """Insert points; a revision (same series and ts) replaces the stored value."""
+        ...
+
+    async def observations(
+        self, series: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Observation]:
+        """Return one series' points in time order, optionally within [since, until]."""
+        ...
+
+    async def series_arrays(
+        self, series: str, since: datetime | None = None
+    ) -> tuple[list[int], list[float]]:
+        """One series as (epoch seconds, values) lists in time order, for evaluation."""
+        ...
+
+    async def latest(self, series: str) -> Observation | None:
+        """Return the newest point of a series."""
+        ...
+
+    async def series_names(self) -> list[str]:
+        """Every series with at least one point, sorted (to suggest names in `/chart`)."""
+        ...
+
+    def iter_observations(self) -> AsyncIterator[Observation]:
+        """Stream every point ordered by series then time, for export."""
+        ...
+
+
+class AlertLog(Protocol):
+    """Each rule's persisted state and the log of its transitions."""
+
+    async def alert_states(self) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one."""
+        ...
+
+    async def record_evaluation(
+        self,
+        states: Sequence[AlertState],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[tuple[int, str, str]],
+        now: datetime,
+        not_before: datetime | None = None,
+    ) -> int:
+        """In one transaction: save states, log transitions, enqueue outbox rows.
+
+        `deliveries` are (index into `transitions`, chat id, text); returns the rows enqueued.
+        """
+        ...
+
+    async def transitions(self, limit: int = 50) -> list[Transition]:
+        """Return the most recent transitions, newest first."""
+        ...
+
+
+class OutboxQueue(Protocol):
+    """Messages owed to chats, claimed by senders so a crash loses nothing and none goes twice."""
+
+    async def claim_outbox(self, worker: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Claim due, unsent rows by compare-and-set so two senders never take the same row."""
+        ...
+
+    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
+        """Record a delivery and its Telegram message id in the notification log."""
+        ...
+
+    async def mark_failed(
+        self, item_id: int, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
+        """Release a claimed row for a retry at `retry_at`, or give it up when that is None."""
+        ...
+
+    async def release_claims(self, worker: str) -> int:
+        """Put rows a worker claimed but never finished back in the queue (after a crash)."""
+        ...
+
+
+class Audience(Protocol):
+    """Who hears what: subscriptions, mutes, filters, and what each chat was already sent."""
+
+    async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
+        """Return subscriptions, ordered by chat id."""
+        ...
+
+    async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:
+        """Activate a chat's subscription; return True if it was not active before."""
+        ...
+
+    async def unsubscribe(self, chat_id: int) -> bool:
+        """Deactivate a chat's subscription; return True if it was active."""
+        ...
+
+    async def move_subscription(self, old_chat_id: int, new_chat_id: int) -> bool:
+        """Follow a chat migrated to a supergroup: subscription, mutes and pending rows move."""
+        ...
+
+    async def mute(self, chat_id: str, target: str, until: datetime, reason: str = "") -> None:
+        """Mute a rule id, `tag:<tag>` or `all` for a chat until a moment."""
+        ...
+
+    async def unmute(self, chat_id: str, target: str | None = None) -> int:
+        """Lift one mute, or all of a chat's mutes."""
+        ...
+
+    async def mutes(self, now: datetime) -> dict[str, dict[str, datetime]]:
+        """Active mutes: chat id → target → until."""
+        ...
+
+    async def set_filter(self, chat_id: str, targets: Sequence[str]) -> None:
+        """Replace a chat's filter (rule ids, `tag:<tag>`); empty means every alert."""
+        ...
+
+    async def filters(self) -> dict[str, set[str]]:
+        """Chats with a filter: chat id → the rule ids and `tag:<tag>` it receives."""
+        ...
+
+    async def sent_counts(self, rule_id: str, since: datetime) -> dict[str, int]:
+        """Messages enqueued per chat for a rule since a moment (storm breaker)."""
+        ...
+
+    async def notified(self, rule_id: str) -> dict[str, datetime]:
+        """When each chat was last told about a rule."""
+        ...
+
+
+class DigestSchedules(Protocol):
+    """Each chat's daily digest time and next due moment, changed only by compare-and-set.
+
+    The store computes no moment: the digest's policy (bot.digest.schedule) hands them in.
+    """
+
+    async def digest_schedule(self, chat_id: int) -> DigestSchedule | None:
+        """A chat's digest time, zone and next due moment; None if it never subscribed."""
+        ...
+
+    async def set_digest(
+        self, chat_id: int, time: str | None, timezone: str | None, next_at: datetime | None
+    ) -> bool:
+        """Store a chat's digest settings and next due moment; False if the chat has no row."""
+        ...
+
+    async def unscheduled_digests(self) -> list[DigestSchedule]:
+        """Active chats, and the channels' row, that want a digest but have no due moment yet."""
+        ...
+
+    async def schedule_digests(self, schedules: Sequence[DigestSchedule]) -> int:
+        """In one transaction, give each still-unscheduled chat its time, zone and `next_at`.
+
+        Compare-and-set on what `unscheduled_digests` selects, so a chat another worker
+        scheduled, or one turned off or gone meanwhile, is left alone; returns how many were set.
+        """
+        ...
+
+    async def keep_channels_row(
+        self, time: str, timezone: str, next_at: datetime, now: datetime
+    ) -> None:
+        """Create the channels' schedule row (at `now`), or move it when time or zone changed."""
+        ...
+
+    async def claim_due_digests(
+        self, now: datetime, until: datetime, limit: int = 200
+    ) -> list[DigestSchedule]:
+        """Take digests due at `now` by moving their `next_at` to `until`, compare-and-set.
+
+        Two workers never both win a digest; one missed for days is returned once; one whose
+        sender died is due again at `until`. The returned schedules carry `until` as `next_at`
+        and the zone as stored (the policy decides what a vanished zone means).
+        """
+        ...
+
+    async def finish_digest(self, claimed: DigestSchedule, next_at: datetime) -> bool:
+        """A claimed digest went out: due next at `next_at`, unless the row changed since."""
+        ...
+
+    async def release_digest(self, claimed: DigestSchedule, retry_at: datetime) -> bool:
+        """Make a claimed digest due again at `retry_at` (delivery failed), unless it changed."""
+        ...
+
+
+class SourceHealthLog(Protocol):
+    """The last known health of every source, for logging changes once and for `status`."""
+
+    async def source_health(self) -> dict[str, SourceHealth]:
+        """Return the last known health of every source."""
+        ...
+
+    async def save_source_health(self, health: SourceHealth) -> None:
+        """Persist a source's health after each poll."""
+        ...

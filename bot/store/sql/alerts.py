@@ -1,0 +1,146 @@
+"""The `AlertLog` role in SQL: rule states, the transition log, and the outbox rows they owe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from bot.model import (
+    AlertState,
+    AlertStatus,
+    Transition,
+    TransitionKind,
+    from_epoch,
+    to_epoch,
+)
+from bot.store import schema as db
+from bot.store.sql.base import PENDING, SqlBase, chunks, epoch, when
+
+
+class SqlAlertLog(SqlBase):
+    """States replaced per rule, transitions appended, deliveries enqueued in one transaction."""
+
+    async def alert_states(self) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one."""
+        rows = await self._fetch(select(db.alert_states))
+        return {r.rule_id: _state_from(r) for r in rows}
+
+    async def record_evaluation(
+        self,
+        states: Sequence[AlertState],
+        transitions: Sequence[Transition],
+        deliveries: Sequence[tuple[int, str, str]],
+        now: datetime,
+        not_before: datetime | None = None,
+    ) -> int:
+        """In one transaction: save states, log transitions, enqueue outbox rows; count the rows."""
+        at = to_epoch(now)
+        state_rows = [_state_row(s, at) for s in states]
+        transition_rows = [_transition_row(tr, at) for tr in transitions]
+        async with self._writer.begin() as conn:
+            for chunk in chunks(state_rows):
+                await conn.execute(self._replace(db.alert_states, ("rule_id",)), chunk)
+            ids: list[int] = []
+            for chunk in chunks(transition_rows):
+                stmt = insert(db.transitions).returning(
+                    db.transitions.c.id, sort_by_parameter_order=True
+                )
+                ids.extend((await conn.execute(stmt, chunk)).scalars())
+            outbox_rows: list[dict[str, Any]] = []
+            for index, chat_id, text in deliveries:
+                if not 0 <= index < len(ids):  # raising here rolls back the states and transitions
+                    raise IndexError(f"delivery refers to transition {index} of {len(ids)}")
+                tr = transitions[index]
+                outbox_rows.append(
+                    {
+                        "key": f"{ids[index]}:{chat_id}",
+                        "transition_id": ids[index],
+                        "chat_id": str(chat_id),
+                        "rule_id": tr.rule_id,
+                        "kind": str(tr.kind),
+                        "text": text,
+                        "status": PENDING,
+                        "attempts": 0,
+                        "not_before": to_epoch(not_before) if not_before else at,
+                        "error": "",
+                        "created_at": at,
+                    }
+                )
+            for chunk in chunks(outbox_rows):
+                await conn.execute(insert(db.outbox), chunk)
+        return len(outbox_rows)
+
+    async def transitions(self, limit: int = 50) -> list[Transition]:
+        """Return the most recent transitions, newest first."""
+        t = db.transitions
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        rows = await self._fetch(query)
+        return [
+            Transition(
+                r.rule_id,
+                TransitionKind(r.kind),
+                from_epoch(r.at),
+                r.value,
+                r.message,
+                r.severity,
+                r.reason,
+                when(r.fired_at),
+            )
+            for r in rows
+        ]
+
+
+def _state_row(state: AlertState, at: int) -> dict[str, Any]:
+    detail = {
+        "pending_count": state.pending_count,
+        "cleared_at": epoch(state.cleared_at),
+        "last_fired_at": epoch(state.last_fired_at),
+        "notified_at": epoch(state.notified_at),
+        "reminders": state.reminders,
+    }
+    return {
+        "rule_id": state.rule_id,
+        "status": str(state.status),
+        "since": epoch(state.since),
+        "value": state.value,
+        "last_ts": epoch(state.last_ts),
+        "fingerprint": state.fingerprint,
+        "updated_at": at,
+        "detail": json.dumps(detail),
+    }
+
+
+def _state_from(r: Any) -> AlertState:
+    """Rebuild an AlertState, tolerating rows written before the detail column existed."""
+    detail = json.loads(r.detail or "{}")
+    return AlertState(
+        r.rule_id,
+        AlertStatus(r.status),
+        when(r.since),
+        r.value,
+        when(r.last_ts),
+        r.fingerprint,
+        pending_count=int(detail.get("pending_count", 0)),
+        cleared_at=when(detail.get("cleared_at")),
+        last_fired_at=when(detail.get("last_fired_at")),
+        notified_at=when(detail.get("notified_at")),
+        reminders=int(detail.get("reminders", 0)),
+    )
+
+
+def _transition_row(tr: Transition, at: int) -> dict[str, Any]:
+    return {
+        "rule_id": tr.rule_id,
+        "kind": str(tr.kind),
+        "at": to_epoch(tr.at),
+        "value": tr.value,
+        "message": tr.message,
+        "severity": tr.severity,
+        "reason": tr.reason,
+        "fired_at": epoch(tr.fired_at),
+        "created_at": at,
+    }

@@ -1,0 +1,116 @@
+"""The engine every SQL role shares: SQLite by default, PostgreSQL when replicas share one.
+
+Dialect differences (upserts, SQLite's write lock and pragmas) stay in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Executable, Row, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.model import Clock, from_epoch, system_clock, to_epoch
+from bot.store import migrations
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+"""An outbox row's status."""
+CHUNK = 500
+"""Rows per executemany call, so a huge import never builds one giant batch of parameters."""
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_BEGIN_OPTION = "stablewatch_begin"
+
+Upsert = sqlite.Insert | postgresql.Insert
+
+
+def epoch(ts: datetime | None) -> int | None:
+    """A nullable moment as stored: epoch seconds or NULL."""
+    return None if ts is None else to_epoch(ts)
+
+
+def when(seconds: int | None) -> datetime | None:
+    """A nullable stored moment back as an aware UTC datetime."""
+    return None if seconds is None else from_epoch(seconds)
+
+
+def chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split rows into CHUNK-sized batches for executemany."""
+    return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+
+
+def _prepare_sqlite(url: URL, engine: AsyncEngine) -> None:
+    """Create the database's folder; make SQLite wait for locks and emit our own BEGIN."""
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's implicit transactions skip DDL and SELECTs; we BEGIN ourselves instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+class SqlBase:
+    """Owns the engine and the statement helpers the role mixins build on."""
+
+    def __init__(self, url: str, *, clock: Clock = system_clock) -> None:
+        parsed = make_url(url)
+        self._dialect = parsed.get_backend_name()
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {self._dialect!r}: use sqlite or postgresql")
+        self._clock = clock
+        self._engine = create_async_engine(parsed)
+        # Writers take SQLite's write lock up front: a deferred transaction that reads and then
+        # writes fails with "database is locked" instead of waiting when another writer got there.
+        self._writer = self._engine
+        if self._dialect == "sqlite":
+            _prepare_sqlite(parsed, self._engine)
+            self._writer = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine itself, for tests and tools that read the tables directly."""
+        return self._engine
+
+    def _upsert(self, table: Table) -> Upsert:
+        """INSERT in the dialect that has ON CONFLICT."""
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _replace(self, table: Table, keys: Sequence[str]) -> Upsert:
+        """INSERT … ON CONFLICT (keys) DO UPDATE every other column from the new row."""
+        stmt = self._upsert(table)
+        new = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=new)
+
+    async def _fetch(self, query: Executable) -> Sequence[Row[Any]]:
+        """Every row of one read, on a connection of its own."""
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
+    async def _write(self, stmt: Executable) -> int:
+        """One statement in its own write transaction; return the rows it changed."""
+        async with self._writer.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; return that version."""
+        async with self._writer.begin() as conn:
+            return await migrations.migrate(conn)
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self._engine.dispose()
