@@ -26,7 +26,7 @@ from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.fake_telegram import FakeTelegram
-from tests.store_rows import pending_outbox
+from tests.harness.store_rows import pending_outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

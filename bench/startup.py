@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import fixture_json, only_fear_greed_env
+from tests.harness.env import only_fear_greed_env
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.files import fixture_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

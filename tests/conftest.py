@@ -1,48 +1,25 @@
-"""Shared fixtures: an injectable clock, fixture payloads, settings on a temporary SQLite store."""
+"""Shared fixtures: an injectable clock, and a clean environment for CLI and settings tests.
+
+Plain helpers live in tests/harness/ so test modules never import from each other.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.harness.clock import SteppingClock
+
 os.environ.setdefault("PTB_TIMEDELTA", "true")
-
-FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).parent / "fixtures" / "market"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class SteppingClock:
-    """A clock tests move by hand; nothing in the suite sleeps to make time pass."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
 
 
 @pytest.fixture
 def clock() -> SteppingClock:
     return SteppingClock(datetime(2025, 11, 1, 12, 0, tzinfo=UTC))
-
-
-def fixture_text(*parts: str) -> str:
-    return FIXTURES.joinpath(*parts).read_text(encoding="utf-8")
-
-
-def fixture_json(*parts: str) -> Any:
-    return json.loads(fixture_text(*parts))
 
 
 @pytest.fixture
@@ -55,19 +32,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     return tmp_path
 
 
-OTHER_SOURCES = (
-    "farside",
-    "sosovalue",
-    "coinglass",
-    "binance",
-    "bybit",
-    "okx",
-    "hyperliquid",
-    "http_json",
-)
-
-
-def only_fear_greed_env() -> dict[str, str]:
-    """Environment that switches off every source but fear_greed, so no test reaches the internet."""
-    off = {f"STABLEWATCH_SOURCES__{name.upper()}__ENABLED": "false" for name in OTHER_SOURCES}
-    return off | {"STABLEWATCH_DELIVERY__GROUPING_WINDOW": "0s"}
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Property tests (hypothesis) run hundreds of examples each: they count as slow."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.slow)

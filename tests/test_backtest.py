@@ -17,7 +17,7 @@ from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.interchange import read_csv
 from bot.model import AlertState, from_epoch, to_epoch
-from tests.conftest import ROOT, SHARED_DATA
+from tests.harness.files import ROOT, SHARED_DATA
 
 ETF_CSV = SHARED_DATA / "etf_flows_2025-10_2025-11.csv"
 

@@ -23,7 +23,6 @@ from bot.sources.binance import (
     parse_open_interest,
     parse_premium_index,
 )
-from tests.conftest import SHARED_DATA, fixture_json, fixture_text
 from tests.harness.exchanges import (
     NOW,
     app_settings,
@@ -32,11 +31,12 @@ from tests.harness.exchanges import (
     client,
     json_values,
     latest,
-    mutate,
     paths,
     venue_settings,
 )
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import SHARED_DATA, fixture_json, fixture_text
+from tests.harness.payloads import mutate
 
 MINUTE = datetime(2025, 11, 1, 11, 59, tzinfo=UTC)
 BTC_MARK = 109874.12345678

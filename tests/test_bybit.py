@@ -22,7 +22,6 @@ from bot.sources.bybit import (
     parse_oi_history,
     parse_ticker,
 )
-from tests.conftest import fixture_json, fixture_text
 from tests.harness.exchanges import (
     NOW,
     app_settings,
@@ -30,11 +29,12 @@ from tests.harness.exchanges import (
     client,
     json_values,
     latest,
-    mutate,
     paths,
     venue_settings,
 )
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import fixture_json, fixture_text
+from tests.harness.payloads import mutate
 
 MINUTE = datetime(2025, 11, 1, 11, 59, tzinfo=UTC)
 

@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bot.config import Settings, TelegramSettings
-from bot.engine.loader import load_rules
-from bot.engine.ruleset import RuleSet
 from bot.model import AlertState, AlertStatus, ChatKind, SourceHealth, Transition, TransitionKind
 from bot.store import Store, open_store
-from bot.telegram.app import TelegramApp, build_application, start_telegram
-from bot.telegram.app import stop_telegram as stop_app
-from bot.telegram.service import Service
-from tests.conftest import ROOT, SteppingClock
+from tests.harness.bot_app import BOT, RULES, TOKEN, FakeService, ask, running
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
-
-TOKEN = "123456:TEST-token_abc"
-BOT = "stablewatch_test_bot"
-RULES = load_rules(ROOT / "rules")
-
-
-@dataclass
-class FakeService:
-    """The runtime as commands see it, with a reload outcome chosen by the test."""
-
-    clock: SteppingClock
-    rules: RuleSet = RULES
-    problems: list[str] = field(default_factory=list)
-    settings: Settings = field(
-        default_factory=lambda: Settings(_env_file=None)  # type: ignore[call-arg]
-    )
-
-    def rule_set(self) -> RuleSet:
-        return self.rules
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    async def reload(self) -> tuple[bool, list[str]]:
-        return not self.problems, list(self.problems)
 
 
 @pytest.fixture
@@ -65,27 +32,6 @@ def service(clock: SteppingClock) -> FakeService:
     return FakeService(clock)
 
 
-@asynccontextmanager
-async def running(
-    tg: FakeTelegram, store: Store, svc: Service | None, **overrides: Any
-) -> AsyncIterator[TelegramApp]:
-    settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url, **overrides})
-    clock = svc.now if svc is not None else SteppingClock(datetime(2025, 11, 1, 12))
-    app = build_application(settings, store, clock, service=svc)
-    await start_telegram(app, poll_timeout=0.5)
-    try:
-        yield app
-    finally:
-        await stop_app(app)
-
-
-async def ask(tg: FakeTelegram, chat: int, text: str, **kwargs: Any) -> Sent:
-    """Send one command and return the bot's answer to it."""
-    before = len(tg.sent(chat))
-    tg.inject_message(chat, text, **kwargs)
-    return (await tg.wait_for(before + 1, chat_id=chat))[-1]
-
-
 def buttons(sent: Sent) -> list[str]:
     assert sent.reply_markup is not None
     return [b["callback_data"] for row in sent.reply_markup["inline_keyboard"] for b in row]
@@ -95,7 +41,7 @@ def buttons(sent: Sent) -> list[str]:
 async def test_subscribe_keyboard_narrows_then_resets_the_filter(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         menu = await ask(tg, 42, "/subscribe")
         assert {"sub:all", "sub:tag:etf", "sub:extreme-fear"} <= set(buttons(menu))
         tg.inject_callback_query(42, menu.message_id, "sub:tag:etf")
@@ -113,7 +59,7 @@ async def test_subscribe_keyboard_narrows_then_resets_the_filter(
 async def test_subscribe_typed_and_unknown_target(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         done = await ask(tg, 42, "/subscribe ETF extreme-fear")
         bad = await ask(tg, 42, "/subscribe <nosuch>")
     assert await store.filters() == {"42": {"tag:etf", "extreme-fear"}}
@@ -124,7 +70,7 @@ async def test_subscribe_typed_and_unknown_target(
 async def test_unsubscribe_from_everything_keeps_the_other_rules(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         await ask(tg, 42, "/start")
         await ask(tg, 42, "/unsubscribe health")
         bad = await ask(tg, 42, "/unsubscribe 1h")
@@ -136,7 +82,7 @@ async def test_unsubscribe_from_everything_keeps_the_other_rules(
 async def test_unsubscribe_keyboard_dropping_the_last_target_stops_alerts(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         await ask(tg, 42, "/subscribe extreme-fear")
         menu = await ask(tg, 42, "/unsubscribe")
         assert buttons(menu) == ["unsub:all", "unsub:extreme-fear"]
@@ -150,7 +96,7 @@ async def test_group_keyboard_refuses_non_admins_and_accepts_admins(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     tg.set_member(-500, 7, "administrator")
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         menu = await ask(tg, -500, f"/subscribe@{BOT}", user_id=7, chat_type="group")
         tg.inject_callback_query(-500, menu.message_id, "sub:tag:etf", user_id=8)
         await tg.wait_for_calls("answerCallbackQuery", 1)
@@ -165,7 +111,7 @@ async def test_group_keyboard_refuses_non_admins_and_accepts_admins(
 # /mute and /unmute -------------------------------------------------------------------------------
 async def test_mute_then_unmute(tg: FakeTelegram, store: Store, service: FakeService) -> None:
     now = service.clock()
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         muted = await ask(tg, 42, "/mute extreme-fear 8h")
         assert await store.mutes(now) == {"42": {"extreme-fear": now + timedelta(hours=8)}}
         bad = await ask(tg, 42, "/unmute nosuch")
@@ -182,7 +128,7 @@ async def test_mute_then_unmute(tg: FakeTelegram, store: Store, service: FakeSer
 async def test_mute_bad_arguments_get_one_usage_line(
     tg: FakeTelegram, store: Store, service: FakeService, text: str
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, text)
     assert "Usage: /mute" in answer.text and "\n" not in answer.text
     assert await store.mutes(service.clock()) == {}
@@ -192,7 +138,7 @@ async def test_group_mute_needs_a_group_admin(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     tg.set_member(-500, 7, "administrator")
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         refused = await ask(tg, -500, f"/mute@{BOT} all 1h", user_id=8, chat_type="group")
         await ask(tg, -500, f"/mute@{BOT} tag:etf 1h", user_id=7, chat_type="group")
     assert "only this group's admins" in refused.text
@@ -206,7 +152,7 @@ async def test_rules_shows_each_state_and_since_when(
     since = service.clock() - timedelta(hours=3)
     firing = AlertState("extreme-fear", AlertStatus.FIRING, since=since, value=12)
     await store.record_evaluation([firing], [], [], service.clock())
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/rules")
     line = next(x for x in answer.text.splitlines() if "extreme-fear" in x)
     assert "firing for 3h" in line and "#sentiment" in line
@@ -214,7 +160,7 @@ async def test_rules_shows_each_state_and_since_when(
 
 
 async def test_rules_without_a_runtime_says_none_are_loaded(tg: FakeTelegram, store: Store) -> None:
-    async with running(tg, store, None):
+    async with running(tg, store):
         answer = await ask(tg, 42, "/rules")
     assert answer.text == "No rules are loaded."
 
@@ -226,7 +172,7 @@ async def test_status_lists_sources_with_freshness_and_errors(
     await store.save_source_health(
         SourceHealth("fear_greed", False, now - timedelta(hours=5), "HTTP 503 <html>", now, 3)
     )
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/status")
     line = next(x for x in answer.text.splitlines() if "fear_greed" in x)
     assert "DOWN (3 failed polls)" in line and "5h ago (STALE)" in line
@@ -239,7 +185,7 @@ async def test_history_lists_recent_alerts_and_checks_n(
     now = service.clock()
     fired = Transition("extreme-fear", TransitionKind.FIRING, now, 12.0, "m", reason="<cond>")
     await store.record_evaluation([], [fired], [], now)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/history 5")
         bad = await ask(tg, 42, "/history 51")
         worse = await ask(tg, 42, "/history 1; DROP TABLE x")
@@ -250,7 +196,7 @@ async def test_history_lists_recent_alerts_and_checks_n(
 async def test_reload_is_for_bot_admins_and_reports_problems(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service, admin_ids=[42]):
+    async with running(tg, store, service=service, admin_ids=[42]):
         ok = await ask(tg, 42, "/reload")
         refused = await ask(tg, 43, "/reload")
         service.problems = ["etf.yaml:3:5: <bad>"]
@@ -263,7 +209,7 @@ async def test_reload_is_for_bot_admins_and_reports_problems(
 async def test_allowlist_applies_to_every_command(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service, access="allowlist", allowed_chat_ids=[100]):
+    async with running(tg, store, service=service, access="allowlist", allowed_chat_ids=[100]):
         refused = await ask(tg, 42, "/rules")
         allowed = await ask(tg, 100, "/history")
     assert "allowlist" in refused.text
@@ -274,7 +220,7 @@ async def test_allowlist_applies_to_every_command(
 async def test_bot_added_to_a_channel_or_group_subscribes_it(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         tg.inject_my_chat_member(-1001, new_status="administrator", chat_type="channel", title="C")
         tg.inject_my_chat_member(-500, new_status="member", chat_type="group", title="G")
         await ask(tg, 42, "/help")  # processed after the membership changes: a barrier
@@ -288,7 +234,7 @@ async def test_bot_added_to_a_channel_or_group_subscribes_it(
 async def test_bot_added_to_a_chat_off_the_allowlist_stays_unsubscribed(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service, access="allowlist", allowed_chat_ids=[100]):
+    async with running(tg, store, service=service, access="allowlist", allowed_chat_ids=[100]):
         tg.inject_my_chat_member(-1001, new_status="administrator", chat_type="channel")
         await ask(tg, 100, "/help")
     assert await store.subscriptions() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.conftest import ROOT, SHARED_DATA
+from tests.harness.files import ROOT, SHARED_DATA
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import math
 from collections.abc import AsyncIterator
@@ -20,8 +19,9 @@ from bot.model import Observation
 from bot.sources import ParseError, SourceError, registry
 from bot.sources.coinglass import PATHS, CoinGlassSource, parse
 from bot.sources.http import HttpClient
-from tests.conftest import SHARED_DATA, fixture_json
 from tests.harness.fake_source import FakeSource
+from tests.harness.files import SHARED_DATA, fixture_json
+from tests.harness.payloads import mutate
 
 NOW = datetime(2025, 12, 1, 12, tzinfo=UTC)
 KEY = "cg-test-key"
@@ -175,27 +175,11 @@ _json = st.recursive(
 _SMALL = {"code": "0", "msg": "success", "data": payload("flow_history_btc.json")["data"][-3:]}
 
 
-def _mutate(node: Any, path: list[int], value: Any) -> Any:
-    """Replace the node at a path (indices wrap) in a deep copy."""
-    result = copy.deepcopy(node)
-    here = result
-    for step in path[:-1]:
-        if isinstance(here, dict) and here:
-            here = here[list(here)[step % len(here)]]
-        elif isinstance(here, list) and here:
-            here = here[step % len(here)]
-    if isinstance(here, dict) and here:
-        here[list(here)[path[-1] % len(here)]] = value
-    elif isinstance(here, list) and here:
-        here[path[-1] % len(here)] = value
-    return result
-
-
 @settings(max_examples=200, deadline=None)
 @given(path=st.lists(st.integers(0, 40), min_size=1, max_size=5), value=_json)
 def test_mutated_payloads_only_ever_raise_parse_error(path: list[int], value: Any) -> None:
     try:
-        points = parse(_mutate(_SMALL, path, value), "btc", NOW)
+        points = parse(mutate(_SMALL, path, value), "btc", NOW)
     except ParseError:
         return
     assert points

@@ -28,7 +28,7 @@ from bot.telegram.args import (
     parse_unmute,
 )
 from bot.timezones import parse_hhmm
-from tests.conftest import ROOT
+from tests.harness.files import ROOT
 
 RULES = load_rules(ROOT / "rules")
 KNOWN = {"all", *known_targets(RULES)}

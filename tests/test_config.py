@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings
-from tests.conftest import ROOT
+from tests.harness.files import ROOT
 
 
 def test_shipped_toml_lists_every_key_with_a_comment() -> None:

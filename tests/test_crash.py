@@ -9,11 +9,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.model import ChatKind
 from bot.store.sql import SqlStore
-from tests.conftest import ROOT, only_fear_greed_env
+from tests.harness.env import only_fear_greed_env
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.files import ROOT
+
+pytestmark = pytest.mark.slow
 
 EXE = str(Path(sys.executable).with_name("stablewatch"))
 TOKEN = "4242:CRASH-test"

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.harness.files import ROOT
 
 
 def compose() -> dict:  # type: ignore[type-arg]

@@ -11,10 +11,12 @@ import pytest
 from bot.digest.schedule import schedule_new_digests
 from bot.model import OFF, ChatKind
 from bot.store import Store, open_store
-from tests.conftest import SteppingClock
+from tests.harness.bot_app import BOT, TOKEN, FakeService, ask, running
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram
-from tests.test_chat_commands import BOT, TOKEN, FakeService, ask, running
-from tests.test_digest_job import START, load_market
+from tests.harness.market import START, load_market
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def service() -> FakeService:
 async def test_summary_sends_the_digest_now_with_its_chart(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         tg.inject_message(42, "/summary")
         text, photo = await tg.wait_for(2, chat_id=42)
     assert text.method == "sendMessage" and photo.method == "sendPhoto"
@@ -54,7 +56,7 @@ async def test_summary_is_in_the_chats_time_zone(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         await ask(tg, 42, "/timezone America/New_York")
         tg.inject_message(42, "/summary")
         answers = await tg.wait_for(3, chat_id=42)
@@ -66,7 +68,7 @@ async def test_summary_without_data_says_so(
 ) -> None:
     async with (
         open_store(f"sqlite+aiosqlite:///{tmp_path}/empty.db") as empty,
-        running(tg, empty, service),
+        running(tg, empty, service=service),
     ):
         tg.inject_message(42, "/summary")
         text, photo = await tg.wait_for(2, chat_id=42)
@@ -77,7 +79,7 @@ async def test_summary_without_data_says_so(
 async def test_chart_sends_a_png_of_the_series_over_the_range(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         tg.inject_message(42, "/chart etf.btc.net_flow 30d")
         [photo] = [s for s in await tg.wait_for(1, chat_id=42) if s.method == "sendPhoto"]
     assert photo.photo is not None and photo.photo.startswith(b"\x89PNG")
@@ -88,7 +90,7 @@ async def test_chart_sends_a_png_of_the_series_over_the_range(
 async def test_chart_defaults_to_30_days_and_accepts_any_case(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/chart FEAR_GREED")
     assert answer.method == "sendPhoto" and "fear_greed</b> · last 30d" in answer.text
 
@@ -96,7 +98,7 @@ async def test_chart_defaults_to_30_days_and_accepts_any_case(
 async def test_chart_of_an_unknown_series_suggests_close_names(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/chart etf.btc.netflow")
     assert answer.method == "sendMessage" and "\n" not in answer.text
     assert "No data for <code>etf.btc.netflow</code>" in answer.text
@@ -107,7 +109,7 @@ async def test_chart_with_no_points_in_range_names_the_newest(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     service.clock.advance(timedelta(days=60))
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/chart funding.btc.binance 7d")
     assert "no points in the last 7d" in answer.text
     assert "newest is from 2025-10-31" in answer.text
@@ -129,7 +131,7 @@ async def test_chart_bad_arguments_get_one_usage_line(
     tg: FakeTelegram, store: Store, service: FakeService, command: str
 ) -> None:
     before = await store.observations("etf.btc.net_flow")
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, command)
     assert answer.text.startswith("Usage: /chart SERIES [RANGE]") and "\n" not in answer.text
     assert await store.observations("etf.btc.net_flow") == before != []  # nothing touched
@@ -141,7 +143,7 @@ async def test_digest_shows_sets_and_turns_off_the_daily_time(
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
     await schedule_new_digests(store, "08:00", "UTC", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         shown = await ask(tg, 42, "/digest")
         changed = await ask(tg, 42, "/digest 7:30")
         off = await ask(tg, 42, "/digest OFF")
@@ -158,7 +160,7 @@ async def test_digest_time_moves_the_next_due_moment(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         await ask(tg, 42, "/timezone europe/berlin")
         await ask(tg, 42, "/digest 06:15")
     schedule = await store.digest_schedule(42)
@@ -172,7 +174,7 @@ async def test_digest_bad_time_gets_one_usage_line(
     tg: FakeTelegram, store: Store, service: FakeService, argument: str
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, f"/digest {argument}")
     assert answer.text.startswith("Usage: /digest HH:MM|off") and "\n" not in answer.text
 
@@ -180,7 +182,7 @@ async def test_digest_bad_time_gets_one_usage_line(
 async def test_digest_needs_a_subscription(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, "/digest 09:00")
     assert "not subscribed" in answer.text and "/start" in answer.text
     assert await store.digest_schedule(42) is None
@@ -193,7 +195,7 @@ async def test_timezone_refuses_unknown_zones_in_one_line(
     tg: FakeTelegram, store: Store, service: FakeService, argument: str
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         answer = await ask(tg, 42, f"/timezone {argument}")
     assert answer.text.startswith(("Unknown time zone", "Usage: /timezone"))
     assert "\n" not in answer.text
@@ -205,7 +207,7 @@ async def test_timezone_shows_the_zone_and_its_local_time(
     tg: FakeTelegram, store: Store, service: FakeService
 ) -> None:
     await store.subscribe(42, ChatKind.PRIVATE, "", START)
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         before = await ask(tg, 42, "/timezone")
         changed = await ask(tg, 42, "/timezone Asia/Tokyo")
     assert "time zone is UTC (there it is Sat 1 Nov 05:00)" in before.text
@@ -221,7 +223,7 @@ async def test_group_digest_settings_are_for_group_admins(
     tg.set_member(-500, 7, "administrator")
     tg.set_member(-500, 8, "member")
     group = {"chat_type": "group", "title": "G"}
-    async with running(tg, store, service):
+    async with running(tg, store, service=service):
         shown = await ask(tg, -500, f"/digest@{BOT}", user_id=8, **group)
         refused = await ask(tg, -500, f"/digest@{BOT} 09:00", user_id=8, **group)
         zone_refused = await ask(tg, -500, f"/timezone@{BOT} Asia/Tokyo", user_id=8, **group)

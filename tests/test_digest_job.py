@@ -19,30 +19,20 @@ from bot.delivery.outbox import Pacer
 from bot.digest.job import RETRY_LATER, DigestJob
 from bot.digest.schedule import DIGEST_LEASE, claim_due
 from bot.engine.loader import load_rules
-from bot.interchange import read_csv
 from bot.model import ChatKind, Transition, TransitionKind
 from bot.numbers import usd
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
-from tests.conftest import ROOT, SteppingClock
+from tests.harness.bot_app import TOKEN, running
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
-from tests.test_telegram import TOKEN, running
+from tests.harness.files import ROOT
+from tests.harness.market import START, load_market
 
-MARKET = Path(__file__).parent / "fixtures" / "market"
-START = datetime(2025, 11, 1, 5, 0, tzinfo=UTC)
-"""The morning after the one day the recorded data covers ETF flows, funding and F&G together."""
+pytestmark = pytest.mark.slow
+
 RULES = load_rules(ROOT / "rules")
 FAST = DeliverySettings(global_rate=100, private_rate=100, group_per_minute=600)
-
-
-async def load_market(store: Store) -> int:
-    """Every recorded point of tests/fixtures/market, through the interchange CSV reader."""
-    total = 0
-    for path in sorted(MARKET.glob("*.csv")):
-        points, issues = read_csv(path.read_text(encoding="utf-8").splitlines())
-        assert not issues, issues
-        total += await store.upsert_observations(points)
-    return total
 
 
 @pytest.fixture

@@ -14,10 +14,14 @@ import pytest
 
 from bot.app import Runtime, StartupError
 from bot.config import Settings
-from tests.conftest import OTHER_SOURCES, ROOT, SteppingClock, fixture_json
+from tests.harness.clock import SteppingClock
+from tests.harness.env import OTHER_SOURCES
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
-from tests.store_rows import pending_outbox
+from tests.harness.files import ROOT, fixture_json
+from tests.harness.store_rows import pending_outbox
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "123456:TEST-token"
 CHANNEL = "@stablewatch_signals"

@@ -19,8 +19,8 @@ from bot.model import Observation
 from bot.sources import ParseError, SourceError, registry
 from bot.sources.farside import FarsideSource, parse, parse_page
 from bot.sources.http import HttpClient
-from tests.conftest import SHARED_DATA, fixture_text
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import SHARED_DATA, fixture_text
 
 NOW = datetime(2025, 12, 1, 12, tzinfo=UTC)
 NOV28 = datetime(2025, 11, 28, tzinfo=UTC)

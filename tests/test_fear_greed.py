@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import json
 from datetime import UTC, datetime
@@ -15,7 +14,8 @@ from hypothesis import strategies as st
 
 from bot.sources import ParseError
 from bot.sources.fear_greed import parse
-from tests.conftest import fixture_json, fixture_text
+from tests.harness.files import fixture_json, fixture_text
+from tests.harness.payloads import mutate
 
 NOW = datetime(2025, 11, 1, 12, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def test_history_parses_oldest_first_with_string_numbers_and_epoch_seconds() -> 
 
 
 def test_history_matches_the_shared_csv() -> None:
-    from tests.conftest import SHARED_DATA
+    from tests.harness.files import SHARED_DATA
 
     expected = {
         line.split(",")[1]: float(line.split(",")[2])
@@ -93,26 +93,10 @@ _json = st.recursive(
 )
 
 
-def _mutate(payload: Any, path: list[Any], value: Any) -> Any:
-    """Replace the node at a path (indices wrap) in a deep copy."""
-    result = copy.deepcopy(payload)
-    node = result
-    for step in path[:-1]:
-        if isinstance(node, dict) and node:
-            node = node[list(node)[step % len(node)]]
-        elif isinstance(node, list) and node:
-            node = node[step % len(node)]
-    if isinstance(node, dict) and node:
-        node[list(node)[path[-1] % len(node)]] = value
-    elif isinstance(node, list) and node:
-        node[path[-1] % len(node)] = value
-    return result
-
-
 @settings(max_examples=300, deadline=None)
 @given(path=st.lists(st.integers(0, 40), min_size=1, max_size=4), value=_json)
 def test_mutated_payloads_only_ever_raise_parse_error(path: list[int], value: Any) -> None:
-    payload = _mutate(fixture_json("fear_greed", "latest.json"), path, value)
+    payload = mutate(fixture_json("fear_greed", "latest.json"), path, value)
     try:
         points = parse(payload, NOW)
     except ParseError:

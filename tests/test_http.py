@@ -7,8 +7,8 @@ import pytest
 
 from bot.sources import ParseError, SourceError
 from bot.sources.http import HttpClient
-from tests.conftest import fixture_json
 from tests.harness.fake_source import FakeSource
+from tests.harness.files import fixture_json
 
 
 async def no_sleep(_: float) -> None:

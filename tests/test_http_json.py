@@ -21,9 +21,9 @@ from bot.sources.http_json import (
     validate,
     validate_all,
 )
-from tests.conftest import fixture_json, fixture_text
 from tests.harness.exchanges import NOW, app_settings, by_series, client, json_values
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import fixture_json, fixture_text
 
 USDT = "peggedAssets[?symbol=='USDT'] | [0].circulating.peggedUSD"
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from bot.sources import ParseError, SourceError
 from bot.sources._futures import funding_history
 from bot.sources.hyperliquid import HyperliquidSource, parse_asset_contexts, parse_funding_history
-from tests.conftest import fixture_json, fixture_text
 from tests.harness.exchanges import (
     NOW,
     app_settings,
@@ -24,11 +23,12 @@ from tests.harness.exchanges import (
     client,
     json_values,
     latest,
-    mutate,
     paths,
     venue_settings,
 )
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import fixture_json, fixture_text
+from tests.harness.payloads import mutate
 
 
 def fx(name: str) -> Any:

@@ -19,10 +19,12 @@ from bot.delivery.split import to_plain
 from bot.model import ChatKind, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
-from tests.conftest import SteppingClock
+from tests.harness.bot_app import TOKEN, running
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import MAX_TEXT_LENGTH, FakeTelegram, parse_html
-from tests.store_rows import notification, pending_outbox
-from tests.test_telegram import TOKEN, running
+from tests.harness.store_rows import notification, pending_outbox
+
+pytestmark = pytest.mark.slow
 
 FAST = DeliverySettings(global_rate=200, private_rate=100, group_per_minute=600)
 """Limits loose enough that tests about errors don't wait on pacing."""

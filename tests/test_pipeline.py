@@ -12,8 +12,8 @@ from bot.engine.loader import load_rules
 from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Observation, Transition, TransitionKind
 from bot.telegram.views import history_text
-from tests.conftest import ROOT
-from tests.store_backends import make_sqlite_store
+from tests.harness.files import ROOT
+from tests.harness.store_backends import make_sqlite_store
 
 DAY0 = datetime(2025, 10, 1, tzinfo=UTC)
 NOW = datetime(2025, 11, 1, tzinfo=UTC)

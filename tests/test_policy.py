@@ -11,7 +11,7 @@ from bot.engine.loader import load_rules
 from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Observation, TransitionKind
 from bot.store import Store
-from tests.store_backends import make_sqlite_store
+from tests.harness.store_backends import make_sqlite_store
 
 T0 = datetime(2025, 10, 1, tzinfo=UTC)
 NOW = DeliverySettings(grouping_window=timedelta(0))

@@ -11,7 +11,7 @@ import pytest
 from bot.model import Observation
 from bot.polling import poll_source
 from bot.sources.http import HttpClient
-from tests.store_backends import make_sqlite_store
+from tests.harness.store_backends import make_sqlite_store
 
 NOW = datetime(2025, 11, 1, 12, tzinfo=UTC)
 

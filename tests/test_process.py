@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.conftest import ROOT, SHARED_DATA, fixture_json, only_fear_greed_env
+from tests.harness.env import only_fear_greed_env
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.files import ROOT, SHARED_DATA, fixture_json
+
+pytestmark = pytest.mark.slow
 
 EXE = str(Path(sys.executable).with_name("stablewatch"))
 

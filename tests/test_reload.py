@@ -8,11 +8,17 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.app import Runtime
 from bot.config import Settings
 from bot.rules_watch import RulesWatcher
-from tests.conftest import OTHER_SOURCES, ROOT, SteppingClock
+from tests.harness.clock import SteppingClock
+from tests.harness.env import OTHER_SOURCES
 from tests.harness.fake_source import FakeSource
+from tests.harness.files import ROOT
+
+pytestmark = pytest.mark.slow
 
 FEAR = ROOT / "rules" / "sentiment.yaml"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bot.engine.loader import load_rules
 from bot.engine.rules import AtMost
-from tests.conftest import ROOT
+from tests.harness.files import ROOT
 
 
 def write(directory: Path, name: str, text: str) -> Path:

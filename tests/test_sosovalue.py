@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 from collections.abc import AsyncIterator
@@ -19,8 +18,9 @@ from bot.config import Settings, SourceSettings
 from bot.sources import ParseError, SourceError, registry
 from bot.sources.http import HttpClient
 from bot.sources.sosovalue import PATH, SoSoValueSource, parse
-from tests.conftest import fixture_json, fixture_text
 from tests.harness.fake_source import Answer, FakeSource
+from tests.harness.files import fixture_json, fixture_text
+from tests.harness.payloads import mutate
 
 NOW = datetime(2025, 12, 1, 12, tzinfo=UTC)
 KEY = "soso-test-key"
@@ -56,7 +56,7 @@ def test_result_wrappers_are_tolerated(key: str) -> None:
 
 
 def test_values_track_farside_but_are_sosovalues_own() -> None:
-    from tests.conftest import SHARED_DATA
+    from tests.harness.files import SHARED_DATA
 
     farside = {
         line.split(",")[1]: float(line.split(",")[2])
@@ -143,27 +143,11 @@ _json = st.recursive(
 _SMALL = {"code": 0, "msg": None, "data": {"list": payload("history_btc.json")["data"]["list"][:4]}}
 
 
-def _mutate(node: Any, path: list[int], value: Any) -> Any:
-    """Replace the node at a path (indices wrap) in a deep copy."""
-    result = copy.deepcopy(node)
-    here = result
-    for step in path[:-1]:
-        if isinstance(here, dict) and here:
-            here = here[list(here)[step % len(here)]]
-        elif isinstance(here, list) and here:
-            here = here[step % len(here)]
-    if isinstance(here, dict) and here:
-        here[list(here)[path[-1] % len(here)]] = value
-    elif isinstance(here, list) and here:
-        here[path[-1] % len(here)] = value
-    return result
-
-
 @settings(max_examples=200, deadline=None)
 @given(path=st.lists(st.integers(0, 40), min_size=1, max_size=4), value=_json)
 def test_mutated_payloads_only_ever_raise_parse_error(path: list[int], value: Any) -> None:
     try:
-        points = parse(_mutate(_SMALL, path, value), "btc", NOW)
+        points = parse(mutate(_SMALL, path, value), "btc", NOW)
     except ParseError:
         return
     assert points

@@ -26,19 +26,21 @@ from bot.model import (
 from bot.store import migrations
 from bot.store import schema as db
 from bot.store.sql import SqlStore
-from tests.store_backends import (
+from tests.harness.store_backends import (
     PostgresUnavailableError,
     postgres_database,
     postgres_missing,
     sqlite_url,
 )
-from tests.store_rows import notification, pending_outbox
+from tests.harness.store_rows import notification, pending_outbox
 
 T0 = datetime(2025, 11, 3, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database on each backend; PostgreSQL ones are dropped afterwards."""
     if request.param == "sqlite":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.harness.files import ROOT
 
 MAX_LINES = 500
 BOT = ROOT / "bot"

@@ -17,15 +17,11 @@ from bot.delivery.notifier import DeliveryError
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Clock
 from bot.store import Store, open_store
-from bot.telegram.app import TelegramApp, TelegramStartError, build_application, start_telegram
-from bot.telegram.app import stop_telegram as stop_app
+from bot.telegram.app import TelegramStartError, build_application, start_telegram
 from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
+from tests.harness.bot_app import BOT, POLL, TOKEN, running
 from tests.harness.fake_telegram import FakeTelegram
-
-TOKEN = "123456:TEST-token_abc"
-POLL = 0.5  # seconds; stop cancels the long poll, so this only bounds idle round trips
-BOT = "stablewatch_test_bot"
 
 
 @pytest.fixture(autouse=True)
@@ -44,22 +40,6 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
         yield opened
-
-
-def _settings(tg: FakeTelegram, **overrides: Any) -> TelegramSettings:
-    return TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url, **overrides})
-
-
-@asynccontextmanager
-async def running(
-    tg: FakeTelegram, store: Store, clock: Clock, **overrides: Any
-) -> AsyncIterator[TelegramApp]:
-    app = build_application(_settings(tg, **overrides), store, clock)
-    await start_telegram(app, poll_timeout=POLL)
-    try:
-        yield app
-    finally:
-        await stop_app(app)
 
 
 async def _active(store: Store) -> dict[int, tuple[ChatKind, str]]:

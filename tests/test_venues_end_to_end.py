@@ -10,8 +10,11 @@ import pytest
 from bot.app import Runtime
 from bot.config import Settings
 from bot.model import Observation
-from tests.conftest import ROOT, SteppingClock, fixture_json
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_source import FakeSource
+from tests.harness.files import ROOT, fixture_json
+
+pytestmark = pytest.mark.slow
 
 VENUES = ("binance", "bybit", "okx", "hyperliquid")
 
@@ -81,7 +84,7 @@ async def test_a_venue_going_quiet_withholds_the_total(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     from bot.derive_job import derive_and_store
-    from tests.store_backends import make_sqlite_store
+    from tests.harness.store_backends import make_sqlite_store
 
     now = datetime(2025, 11, 1, 12, tzinfo=UTC)
     store = await make_sqlite_store(tmp_path)

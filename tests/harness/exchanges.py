@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -78,22 +77,6 @@ json_values = st.recursive(
 
 paths = st.lists(st.integers(0, 40), min_size=1, max_size=6)
 """A route into a payload; indices wrap around at every level."""
-
-
-def mutate(payload: Any, path: list[int], value: Any) -> Any:
-    """Replace the node at a path (indices wrap) in a deep copy."""
-    result = copy.deepcopy(payload)
-    node = result
-    for step in path[:-1]:
-        if isinstance(node, dict) and node:
-            node = node[list(node)[step % len(node)]]
-        elif isinstance(node, list) and node:
-            node = node[step % len(node)]
-    if isinstance(node, dict) and node:
-        node[list(node)[path[-1] % len(node)]] = value
-    elif isinstance(node, list) and node:
-        node[path[-1] % len(node)] = value
-    return result
 
 
 def assert_sane(points: Iterable[Observation]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import FIXTURES, fixture_json, fixture_text
 from tests.harness.fake_source import FakeSource
+from tests.harness.files import FIXTURES, fixture_json, fixture_text
 
 
 def route_everything(src: FakeSource) -> None:
