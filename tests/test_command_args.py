@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.engine.loader import load_rules
+from bot.keys import SERIES_KEY
 from bot.model import OFF
 from bot.telegram.args import (
     MAX_MUTE,
@@ -92,17 +92,19 @@ digest_words = st.lists(
 def test_chart_parses_or_explains(args: list[str]) -> None:
     parsed = parse_chart(args)
     if isinstance(parsed, ChartArgs):
-        assert re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}", parsed.series)
+        assert SERIES_KEY.fullmatch(parsed.series) and len(parsed.series) <= 64
         assert timedelta(hours=1) <= parsed.span <= MAX_SPAN
     else:
         assert isinstance(parsed, Usage) and "\n" not in parsed.text
 
 
-def test_chart_takes_series_keys_of_up_to_four_parts() -> None:
+def test_chart_takes_every_key_the_bot_writes() -> None:
     assert parse_chart(["ETF.btc.net_flow.IBIT", "7d"]) == ChartArgs(
         "etf.btc.net_flow.ibit", timedelta(days=7), "7d"
     )
-    for refused in ("etf.btc.net_flow.farside.ibit", "etf..btc", "etf.btc.", "funding-btc"):
+    five = parse_chart(["etf.btc.net_flow.farside.ibit"])  # a secondary provider's fund series
+    assert isinstance(five, ChartArgs) and five.series == "etf.btc.net_flow.farside.ibit"
+    for refused in ("etf..btc", "etf.btc.", "funding-btc", "x" * 65):
         assert isinstance(parse_chart([refused]), Usage), refused
 
 

@@ -18,8 +18,6 @@ MAX_HISTORY = 50
 DEFAULT_HISTORY = 10
 DEFAULT_SPAN = "30d"
 MAX_SPAN = timedelta(days=366)
-MAX_SERIES_PARTS = 4
-"""`/chart` keys have at most four dotted parts: `etf.btc.net_flow.farside.ibit` is refused."""
 _SPAN = re.compile(r"(\d{1,3})([hdwy])")
 _SPAN_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
@@ -130,8 +128,8 @@ def parse_span(text: str) -> timedelta | None:
 
 
 def _chartable(series: str) -> bool:
-    """A well-formed series key short enough in parts for `/chart`."""
-    return bool(SERIES_KEY.fullmatch(series)) and series.count(".") < MAX_SERIES_PARTS
+    """Any well-formed key: the bot writes five-part ones (`etf.btc.net_flow.farside.ibit`)."""
+    return bool(SERIES_KEY.fullmatch(series))
 
 
 def parse_chart(args: Sequence[str]) -> ChartArgs | Usage:
