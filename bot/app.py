@@ -106,8 +106,8 @@ class Runtime:
             self.settings.markets.assets,
             self.settings.digest,
             lambda: channels,
-            outbox.pacer,  # digests and alerts share one set of rate limits
             self.rule_set,
+            max_retry_wait=self.settings.delivery.max_retry_wait.total_seconds(),
         )
         sources = build_sources(self.settings.sources.enabled(), self.settings)
         self.jobs = Pipeline(
@@ -115,7 +115,7 @@ class Runtime:
             self.clock,
             store,
             self.rules,
-            notifier,
+            outbox.stage,
             outbox,
             digests,
             HttpClient(session),

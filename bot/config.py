@@ -243,6 +243,8 @@ class DeliverySettings(_Section):
     global_rate: float = Field(default=25.0, gt=0, le=1000)
     private_rate: float = Field(default=1.0, gt=0, le=100)
     group_per_minute: float = Field(default=20.0, gt=0, le=600)
+    max_retry_wait: Duration = timedelta(seconds=60)
+    """A flood wait up to this long is slept through for that chat; a longer one requeues."""
 
 
 class LogSettings(_Section):

@@ -16,8 +16,9 @@ from datetime import timedelta
 
 from bot.alerts.pipeline import evaluate_series
 from bot.config import Settings
-from bot.delivery.notifier import DeliveryError, Notifier
+from bot.delivery.notifier import Sent, Text
 from bot.delivery.outbox import OutboxWorker
+from bot.delivery.stage import Stage
 from bot.derive_job import derive_and_store
 from bot.digest.job import DigestJob, DigestRun
 from bot.keys import VENUES
@@ -41,7 +42,8 @@ class Pipeline:
     clock: Clock
     store: Store
     rules: LiveRules
-    notifier: Notifier
+    stage: Stage
+    """For messages outside the outbox: admin notices."""
     outbox: OutboxWorker
     digests: DigestJob
     http: HttpClient
@@ -130,8 +132,8 @@ class Pipeline:
 
     async def _tell_admins(self, text: str) -> None:
         """Best effort: one message to each admin."""
+        body = f"<b>⚠️ Rules</b>\n<pre>{html.escape(text)}</pre>"
         for chat in self.admins:
-            try:
-                await self.notifier.send(chat, f"<b>⚠️ Rules</b>\n<pre>{html.escape(text)}</pre>")
-            except DeliveryError as exc:
-                log.warning("could not tell admin %s: %s", chat, exc)
+            done = await self.stage.deliver(chat, Text(body))
+            if not isinstance(done.verdict, Sent):
+                log.warning("could not tell admin %s: %s", chat, done.verdict)

@@ -1,45 +1,98 @@
-"""The `Notifier` protocol and the delivery error that carries retry semantics."""
+"""What a notifier is asked to send, the verdict it answers with, and the protocol itself.
+
+Every outgoing message — alerts, resolves, reminders, digests, command replies, keyboard edits,
+admin notices, error reports — is one `Notifier.deliver(chat, message, lane)` call, and every
+answer is one of five verdicts (docs/architecture.md, "Delivery").
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+from bot.delivery.pacer import Lane
+
+Button: TypeAlias = tuple[str, str]
+"""An inline button: its label and the callback data Telegram sends back when it is pressed."""
+Keyboard: TypeAlias = tuple[tuple[Button, ...], ...]
+"""Rows of inline buttons, as plain data so nothing below `telegram/` needs PTB's types."""
 
 
-class DeliveryError(Exception):
-    """A message could not be delivered; says whether to retry, when, or where the chat moved.
+@dataclass(frozen=True, slots=True)
+class Text:
+    """An HTML message; `thread_id` keeps a reply in the forum topic it answers."""
 
-    `deactivate` means the chat is gone for us (blocked, kicked): stop sending to it.
-    """
+    body: str
+    keyboard: Keyboard | None = None
+    thread_id: int | None = None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool = False,
-        retry_after: float | None = None,
-        migrate_to: int | None = None,
-        deactivate: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
-        self.migrate_to = migrate_to
-        self.deactivate = deactivate
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """New HTML text (and keyboard) for a message the bot sent earlier."""
+
+    message_id: int
+    body: str
+    keyboard: Keyboard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A PNG chart with a short HTML caption (at most 1,024 characters on Telegram)."""
+
+    png: bytes
+    caption: str
+    thread_id: int | None = None
+
+
+Message: TypeAlias = Text | Edit | Photo
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Telegram took it; the id of the (first) message, None where there is none."""
+
+    message_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Not now: flood control said how long (`after`), or the network or a 5xx did not (None)."""
+
+    reason: str
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """The chat is closed to the bot for good (blocked, kicked, deleted): unsubscribe it."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The group became a supergroup with a new id: follow it and send there."""
+
+    chat_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Telegram refused this message itself (a bad request): never retried as it is."""
+
+    reason: str
+
+
+Verdict: TypeAlias = Sent | Retry | Gone | Moved | Refused
 
 
 class Notifier(Protocol):
-    """Sends rendered HTML text and charts to a chat; implemented by the console and Telegram."""
+    """Delivers messages to chats: Telegram, or the console when there is no token."""
 
     name: str
 
-    async def send(self, chat_id: str, text: str) -> int | None:
-        """Send one message and return its message id (None where there is none)."""
-        ...
-
-    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
-        """Replace a sent message's text, so a resolved alert updates the original message."""
-        ...
-
-    async def send_photo(self, chat_id: str, png: bytes, caption: str) -> int | None:
-        """Send a PNG chart with a short HTML caption (at most 1024 characters on Telegram)."""
+    async def deliver(self, chat_id: str, message: Message, lane: Lane = Lane.BROADCAST) -> Verdict:
+        """Send or edit one message; never raises for what Telegram answers, only says it."""
         ...

@@ -16,9 +16,10 @@ from functools import partial
 
 from bot.alerts.policy import wanted
 from bot.config import DigestSettings
-from bot.delivery.notifier import DeliveryError, Notifier
-from bot.delivery.outbox import MAX_INLINE_WAIT, Pacer, is_private, numeric_chat
+from bot.delivery.notifier import Gone, Message, Notifier, Photo, Retry, Sent, Text, Verdict
+from bot.delivery.pacer import Lane
 from bot.delivery.split import message_chunks
+from bot.delivery.stage import MAX_RETRY_WAIT, Stage
 from bot.digest.chart import render_chart
 from bot.digest.schedule import claim_due, schedule_new_digests, schedule_next_day
 from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
@@ -29,7 +30,6 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 RETRY_LATER = timedelta(minutes=5)
 """A digest Telegram could not take (network, 5xx, long flood wait) is tried again after this."""
-INLINE_TRIES = 3
 BATCH = 100
 """Digests claimed at a time: a batch goes out well within one claim lease."""
 
@@ -101,7 +101,7 @@ class _Retry(Exception):
 
 
 class DigestJob:
-    """Sends every due digest through the notifier, paced by the pacer the alerts use."""
+    """Sends every due digest through the delivery stage, paced like every other message."""
 
     def __init__(
         self,
@@ -111,12 +111,14 @@ class DigestJob:
         assets: Sequence[str],
         settings: DigestSettings,
         channels: Callable[[], Sequence[str]],
-        pacer: Pacer,
         rules: Callable[[], RuleSet] = RuleSet,
+        *,
+        max_retry_wait: float = MAX_RETRY_WAIT,
     ) -> None:
-        self.store, self.notifier, self.clock = store, notifier, clock
+        self.store, self.clock = store, clock
         self.assets, self.settings, self.channels = tuple(assets), settings, channels
-        self.pacer, self.rules = pacer, rules
+        self.rules = rules
+        self.stage = Stage(notifier, store, max_retry_wait=max_retry_wait)
 
     async def run(self) -> DigestRun:
         """Schedule new chats, then claim and send due digests batch by batch."""
@@ -187,69 +189,29 @@ class DigestJob:
     async def _deliver(
         self, chat: str, composed: Composed, result: DigestRun, *, may_retry: bool
     ) -> bool:
-        """Text (split if long) then chart; False if Telegram refused for good."""
-        send, photo = self.notifier.send, self.notifier.send_photo
-        calls: list[Callable[[str], Awaitable[int | None]]] = [
-            *(partial(send, text=chunk) for chunk in message_chunks(composed.text)),
-            partial(photo, png=composed.chart, caption=composed.caption),
+        """Text (split if long) then chart through the stage; False if nothing reached the chat."""
+        messages: list[Message] = [
+            *(Text(chunk) for chunk in message_chunks(composed.text)),
+            Photo(composed.chart, composed.caption),
         ]
-        for delivered, call in enumerate(calls):
-            try:
-                chat = await self._call(chat, call)
-            except DeliveryError as exc:
-                return await self._settle(chat, exc, delivered, result, may_retry=may_retry)
+        for delivered, message in enumerate(messages):
+            done = await self.stage.deliver(chat, message, Lane.BROADCAST)
+            chat = done.chat  # a moved group is followed for the rest of the digest
+            if not isinstance(done.verdict, Sent):
+                return self._settle(chat, done.verdict, delivered, result, may_retry=may_retry)
         return True
 
-    async def _settle(
-        self, chat: str, exc: DeliveryError, delivered: int, result: DigestRun, *, may_retry: bool
+    def _settle(
+        self, chat: str, verdict: Verdict, delivered: int, result: DigestRun, *, may_retry: bool
     ) -> bool:
-        """Decide what a failure means for the digest: retry, drop, or keep what went out."""
-        result.errors.append(f"{chat}: {exc}")
-        if exc.deactivate:
-            number = numeric_chat(chat)
-            if number is not None:
-                await self.store.unsubscribe(number)
-            log.info("digest: chat %s is closed to the bot; unsubscribed it", chat)
-            return False
-        if exc.permanent:
-            log.warning("digest to %s refused: %s", chat, exc)
-            return delivered > 0
-        if delivered == 0 and may_retry:
-            log.info("digest to %s deferred: %s", chat, exc)
+        """What a verdict means for the digest: retry later, drop, or keep what went out."""
+        reason = getattr(verdict, "reason", str(verdict))
+        result.errors.append(f"{chat}: {reason}")
+        if isinstance(verdict, Retry) and delivered == 0 and may_retry:
+            log.info("digest to %s deferred: %s", chat, reason)
             raise _Retry
-        log.warning("digest to %s partly delivered (%d part(s)): %s", chat, delivered, exc)
+        if isinstance(verdict, Retry):
+            log.warning("digest to %s partly delivered (%d part(s)): %s", chat, delivered, reason)
+        elif not isinstance(verdict, Gone):  # a closed chat was unsubscribed by the stage
+            log.warning("digest to %s refused: %s", chat, reason)
         return delivered > 0
-
-    async def _call(self, chat: str, call: Callable[[str], Awaitable[int | None]]) -> str:
-        """One paced call with short flood waits and one migration; returns the chat used."""
-        migrated = False
-        for attempt in range(INLINE_TRIES + 1):
-            try:
-                await self.pacer.run(chat, partial(call, chat))
-            except DeliveryError as exc:
-                if exc.migrate_to is not None and not migrated:
-                    chat = await self._migrate(chat, exc.migrate_to)
-                    migrated = True
-                    continue
-                wait = exc.retry_after
-                if (
-                    exc.permanent
-                    or wait is None
-                    or wait > MAX_INLINE_WAIT
-                    or attempt == INLINE_TRIES
-                ):
-                    raise
-                if is_private(chat):
-                    self.pacer.pause_all(wait)
-                await asyncio.sleep(wait)
-                continue
-            return chat
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    async def _migrate(self, chat: str, new_chat: int) -> str:
-        """Follow a group that became a supergroup, moving its subscription and schedule."""
-        old = numeric_chat(chat)
-        if old is not None:
-            await self.store.move_subscription(old, new_chat)
-        log.info("digest: chat %s migrated to %s; sending there", chat, new_chat)
-        return str(new_chat)

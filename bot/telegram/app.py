@@ -31,6 +31,7 @@ from telegram.ext import (
 )
 
 from bot.config import TelegramSettings
+from bot.delivery.stage import Stage
 from bot.model import ChatKind, Clock
 from bot.store import Store
 from bot.telegram.commands import (
@@ -41,6 +42,7 @@ from bot.telegram.commands import (
     run_command,
     unknown_command,
 )
+from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
 from bot.telegram.service import Service
 
@@ -72,6 +74,7 @@ class _Wiring:
     store: Store
     clock: Clock
     commands: tuple[Command, ...]
+    stage: Stage
     service: Service | None = None
 
     def context(self, context: Context) -> CommandContext:
@@ -82,6 +85,7 @@ class _Wiring:
             context.bot,
             tuple(context.args or ()),
             self.commands,
+            self.stage,
             self.service,
         )
 
@@ -116,7 +120,9 @@ def build_application(
         )
         .build()
     )
-    wiring = _Wiring(settings, store, clock, commands, service)
+    wiring = _Wiring(
+        settings, store, clock, commands, Stage(TelegramNotifier(app.bot), store), service
+    )
     app.bot_data[_WIRING] = wiring
     only_new = filters.UpdateType.MESSAGE  # an edited "/stop" must not run again
     for command in commands:

@@ -8,11 +8,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from telegram import Bot, Chat, InlineKeyboardMarkup, LinkPreviewOptions, Message, Update
-from telegram.constants import ChatMemberStatus, ChatType, MessageEntityType, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram import Bot, Chat, LinkPreviewOptions, Message, Update
+from telegram.constants import ChatMemberStatus, ChatType, MessageEntityType
+from telegram.error import TelegramError
 
 from bot.config import TelegramSettings
+from bot.delivery.notifier import Edit, Keyboard, Sent, Text
+from bot.delivery.notifier import Message as Outgoing
+from bot.delivery.pacer import Lane
+from bot.delivery.stage import Stage
 from bot.durations import format_duration
 from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Clock
@@ -49,6 +53,8 @@ class CommandContext:
     bot: Bot
     args: tuple[str, ...]
     commands: tuple[Command, ...]
+    stage: Stage
+    """Every answer goes through it (reply lane), like alerts and digests do (broadcast lane)."""
     service: Service | None = None
 
     def rules(self) -> RuleSet:
@@ -74,16 +80,27 @@ class Command:
     chat_admin_only: bool = False
 
 
-async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    """Answer in the chat the update came from, as HTML without link previews."""
+def thread(update: Update) -> int | None:
+    """The forum topic the command came from, so the answer lands in it too."""
     message = update.effective_message
-    if message is not None:
-        await message.reply_text(
-            text,
-            parse_mode=ParseMode.HTML,
-            link_preview_options=_NO_PREVIEW,
-            reply_markup=markup,
-        )
+    return message.message_thread_id if message is not None and message.is_topic_message else None
+
+
+async def answer(ctx: CommandContext, update: Update, message: Outgoing) -> None:
+    """Send an answer through the delivery stage in the reply lane: paced, retried, never lost."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    done = await ctx.stage.deliver(str(chat.id), message, Lane.REPLY)
+    if not isinstance(done.verdict, Sent):
+        log.warning("telegram: no answer reached chat %s: %s", chat.id, done.verdict)
+
+
+async def reply(
+    ctx: CommandContext, update: Update, text: str, keyboard: Keyboard | None = None
+) -> None:
+    """Answer in the chat (and topic) the update came from, as HTML without link previews."""
+    await answer(ctx, update, Text(text, keyboard, thread(update)))
 
 
 def is_bot_admin(update: Update, settings: TelegramSettings) -> bool:
@@ -116,16 +133,17 @@ async def run_command(command: Command, update: Update, ctx: CommandContext) -> 
     if not allowed(update, ctx.settings):
         chat_id = update.effective_chat.id if update.effective_chat else "?"
         await reply(
+            ctx,
             update,
             f"Sorry, this Stablewatch bot is private: chat <code>{chat_id}</code> is not on "
             "its allowlist.",
         )
         return
     if command.admin_only and not is_bot_admin(update, ctx.settings):
-        await reply(update, f"Sorry, /{command.name} is only for this bot's admins.")
+        await reply(ctx, update, f"Sorry, /{command.name} is only for this bot's admins.")
         return
     if command.chat_admin_only and not await is_chat_admin(update, ctx):
-        await reply(update, f"Sorry, only this group's admins can use /{command.name} here.")
+        await reply(ctx, update, f"Sorry, only this group's admins can use /{command.name} here.")
         return
     await command.handler(update, ctx)
 
@@ -154,7 +172,9 @@ async def start(update: Update, ctx: CommandContext) -> None:
         if fresh
         else f"✅ {where} was already subscribed."
     )
-    await reply(update, f"{ABOUT}\n\n{status}\n/stop ends the alerts; /help lists every command.")
+    await reply(
+        ctx, update, f"{ABOUT}\n\n{status}\n/stop ends the alerts; /help lists every command."
+    )
 
 
 async def stop(update: Update, ctx: CommandContext) -> None:
@@ -163,9 +183,9 @@ async def stop(update: Update, ctx: CommandContext) -> None:
     if chat is None:
         return
     if await ctx.store.unsubscribe(chat.id):
-        await reply(update, "🔕 Unsubscribed: no more alerts here. /start subscribes again.")
+        await reply(ctx, update, "🔕 Unsubscribed: no more alerts here. /start subscribes again.")
     else:
-        await reply(update, "This chat was not subscribed. /start subscribes it.")
+        await reply(ctx, update, "This chat was not subscribed. /start subscribes it.")
 
 
 def help_text(commands: tuple[Command, ...]) -> str:
@@ -179,7 +199,7 @@ def help_text(commands: tuple[Command, ...]) -> str:
 
 async def help_command(update: Update, ctx: CommandContext) -> None:
     """List every command with its description."""
-    await reply(update, help_text(ctx.commands))
+    await reply(ctx, update, help_text(ctx.commands))
 
 
 def addressed_command(message: Message, bot_username: str) -> str | None:
@@ -204,7 +224,7 @@ async def unknown_command(update: Update, ctx: CommandContext) -> None:
     if name is None:
         return
     shown = html.escape(name if len(name) <= 40 else name[:40] + "…")
-    await reply(update, f"I don't know {shown}. /help lists what I can do.")
+    await reply(ctx, update, f"I don't know {shown}. /help lists what I can do.")
 
 
 def _kind(chat: Chat) -> ChatKind:
@@ -235,17 +255,17 @@ async def subscribe_command(update: Update, ctx: CommandContext) -> None:
     rules = ctx.rules()
     parsed = parse_targets(ctx.args, rules, "subscribe")
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return
     current = await chat_filter(ctx, chat)
     if parsed:
         for target in parsed:
             current = views.choose(current, target)
-        await reply(update, await save_choice(ctx, chat, current))
+        await reply(ctx, update, await save_choice(ctx, chat, current))
         return
-    markup = views.keyboard(views.SUBSCRIBE, known_targets(rules), current)
+    keys = views.keyboard(views.SUBSCRIBE, known_targets(rules), current)
     text = f'{views.filter_text(current)}\nPick a tag or rule to receive ("everything" resets).'
-    await reply(update, text, markup)
+    await reply(ctx, update, text, keys)
 
 
 async def unsubscribe_command(update: Update, ctx: CommandContext) -> None:
@@ -256,18 +276,18 @@ async def unsubscribe_command(update: Update, ctx: CommandContext) -> None:
     rules = ctx.rules()
     parsed = parse_targets(ctx.args, rules, "unsubscribe")
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return
     current: set[str] | None = await chat_filter(ctx, chat)
     if parsed:
         for target in parsed:
             current = views.drop(current, target, rules) if current is not None else None
-        await reply(update, await save_choice(ctx, chat, current))
+        await reply(ctx, update, await save_choice(ctx, chat, current))
         return
     shown = sorted(current) if current else known_targets(rules)
-    markup = views.keyboard(views.UNSUBSCRIBE, shown, set())
+    keys = views.keyboard(views.UNSUBSCRIBE, shown, set())
     text = f'{views.filter_text(current or ())}\nPick what to stop ("everything" = /stop).'
-    await reply(update, text, markup)
+    await reply(ctx, update, text, keys)
 
 
 def _choice(action: str, target: str, current: set[str], rules: RuleSet) -> set[str] | None:
@@ -295,27 +315,26 @@ async def on_callback(update: Update, ctx: CommandContext) -> None:
     chosen = _choice(action, target, await chat_filter(ctx, chat), rules)
     text = await save_choice(ctx, chat, chosen)
     await query.answer()
-    markup = views.keyboard(action, known_targets(rules), chosen or set())
-    try:
-        await query.edit_message_text(text, reply_markup=markup if chosen is not None else None)
-    except BadRequest as exc:  # "message is not modified" when the same button is pressed twice
-        log.info("telegram: keyboard not updated: %s", exc.message)
+    keys = views.keyboard(action, known_targets(rules), chosen or set())
+    if query.message is not None:
+        edit = Edit(query.message.message_id, text, keys if chosen is not None else None)
+        await answer(ctx, update, edit)
 
 
 async def rules_command(update: Update, ctx: CommandContext) -> None:
     """Each rule with its state and since when."""
     states = await ctx.store.alert_states()
-    await reply(update, views.rules_text(ctx.rules(), states, ctx.now()))
+    await reply(ctx, update, views.rules_text(ctx.rules(), states, ctx.now()))
 
 
 async def status_command(update: Update, ctx: CommandContext) -> None:
     """Source health: last success, freshness, last error."""
     if ctx.service is None:
-        await reply(update, "Source status is only available from the running bot.")
+        await reply(ctx, update, "Source status is only available from the running bot.")
         return
     health = await ctx.store.source_health()
     statuses = source_statuses(health, ctx.service.settings, ctx.now())
-    await reply(update, views.status_text(statuses))
+    await reply(ctx, update, views.status_text(statuses))
 
 
 async def mute_command(update: Update, ctx: CommandContext) -> None:
@@ -325,11 +344,12 @@ async def mute_command(update: Update, ctx: CommandContext) -> None:
         return
     parsed = parse_mute(ctx.args, ctx.rules())
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return
     until = ctx.now() + parsed.duration
     await ctx.store.mute(str(chat.id), parsed.target, until, "/mute")
     await reply(
+        ctx,
         update,
         f"🔇 Muted <code>{html.escape(parsed.target)}</code> here for "
         f"{format_duration(parsed.duration)} (until {until:%Y-%m-%d %H:%M} UTC). /unmute lifts it.",
@@ -344,30 +364,32 @@ async def unmute_command(update: Update, ctx: CommandContext) -> None:
     muted = (await ctx.store.mutes(ctx.now())).get(str(chat.id), {})
     parsed = parse_unmute(ctx.args, ctx.rules(), set(muted))
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return
     lifted = await ctx.store.unmute(str(chat.id), parsed)
-    await reply(update, f"🔔 Lifted {lifted} mute(s)." if lifted else "Nothing was muted.")
+    await reply(ctx, update, f"🔔 Lifted {lifted} mute(s)." if lifted else "Nothing was muted.")
 
 
 async def history_command(update: Update, ctx: CommandContext) -> None:
     """The most recent alert transitions."""
     count = parse_history(ctx.args)
     if isinstance(count, Usage):
-        await reply(update, count.text)
+        await reply(ctx, update, count.text)
         return
     transitions = await ctx.store.transitions(limit=count)
-    await reply(update, views.history_text(transitions, ctx.rules()))
+    await reply(ctx, update, views.history_text(transitions, ctx.rules()))
 
 
 async def reload_command(update: Update, ctx: CommandContext) -> None:
     """Reload the rule files now and say what was wrong if they were refused."""
     if ctx.service is None:
-        await reply(update, "Reloading is only available from the running bot.")
+        await reply(ctx, update, "Reloading is only available from the running bot.")
         return
     accepted, problems = await ctx.service.reload()
     if accepted:
-        await reply(update, f"✅ Rules reloaded: {len(ctx.service.rule_set().rules)} rule(s).")
+        await reply(ctx, update, f"✅ Rules reloaded: {len(ctx.service.rule_set().rules)} rule(s).")
         return
     detail = html.escape("\n".join(problems)[:3000])
-    await reply(update, f"⚠️ Not reloaded; the previous rules keep running.\n<pre>{detail}</pre>")
+    await reply(
+        ctx, update, f"⚠️ Not reloaded; the previous rules keep running.\n<pre>{detail}</pre>"
+    )

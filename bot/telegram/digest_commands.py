@@ -10,10 +10,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from telegram import Update
-from telegram.constants import ChatAction, ParseMode
+from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot.config import DigestSettings, MarketsSettings
+from bot.delivery.notifier import Photo
 from bot.delivery.split import split_html
 from bot.digest.chart import render_series_chart
 from bot.digest.job import Composer
@@ -21,7 +22,14 @@ from bot.digest.schedule import next_digest_at
 from bot.model import OFF, DigestSchedule
 from bot.numbers import for_series
 from bot.telegram.args import Usage, parse_chart, parse_digest, parse_timezone
-from bot.telegram.commands import CommandContext, chat_filter, is_chat_admin, reply
+from bot.telegram.commands import (
+    CommandContext,
+    answer,
+    chat_filter,
+    is_chat_admin,
+    reply,
+    thread,
+)
 
 log = logging.getLogger(__name__)
 NOT_SUBSCRIBED = "This chat is not subscribed, so it gets no digest. /start subscribes it."
@@ -52,12 +60,8 @@ async def _busy(update: Update, ctx: CommandContext) -> None:
         log.info("telegram: no chat action for %s: %s", chat.id, exc.message)
 
 
-async def _reply_photo(update: Update, png: bytes, caption: str) -> None:
-    message = update.effective_message
-    if message is not None:
-        await message.reply_photo(
-            png, caption=caption, parse_mode=ParseMode.HTML, filename="stablewatch.png"
-        )
+async def _reply_photo(ctx: CommandContext, update: Update, png: bytes, caption: str) -> None:
+    await answer(ctx, update, Photo(png, caption, thread(update)))
 
 
 async def summary_command(update: Update, ctx: CommandContext) -> None:
@@ -72,8 +76,8 @@ async def summary_command(update: Update, ctx: CommandContext) -> None:
     composer = Composer(ctx.store, _assets(ctx), ctx.now())
     composed = await composer.compose(tz, "Stablewatch summary", only, ctx.rules())
     for chunk in split_html(composed.text):
-        await reply(update, chunk)
-    await _reply_photo(update, composed.chart, composed.caption)
+        await reply(ctx, update, chunk)
+    await _reply_photo(ctx, update, composed.chart, composed.caption)
 
 
 async def _unknown_series(update: Update, ctx: CommandContext, series: str) -> None:
@@ -82,14 +86,14 @@ async def _unknown_series(update: Update, ctx: CommandContext, series: str) -> N
     close = difflib.get_close_matches(series, names, n=3, cutoff=0.6) or names[:5]
     hint = ", ".join(f"<code>{html.escape(n)}</code>" for n in close)
     suggestion = f" Try {hint}." if hint else " No data has been collected yet."
-    await reply(update, f"No data for <code>{html.escape(series)}</code>.{suggestion}")
+    await reply(ctx, update, f"No data for <code>{html.escape(series)}</code>.{suggestion}")
 
 
 async def chart_command(update: Update, ctx: CommandContext) -> None:
     """One series over a range as a PNG, e.g. `/chart funding.btc.oi_weighted 7d`."""
     parsed = parse_chart(ctx.args)
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return
     latest = await ctx.store.latest(parsed.series)
     if latest is None:
@@ -99,6 +103,7 @@ async def chart_command(update: Update, ctx: CommandContext) -> None:
     rows = await ctx.store.observations(parsed.series, now - parsed.span, now)
     if not rows:
         await reply(
+            ctx,
             update,
             f"<code>{html.escape(parsed.series)}</code> has no points in the last "
             f"{html.escape(parsed.label)}; the newest is from {latest.ts:%Y-%m-%d %H:%M} UTC.",
@@ -112,7 +117,7 @@ async def chart_command(update: Update, ctx: CommandContext) -> None:
         f"<b>{html.escape(parsed.series)}</b> · last {html.escape(parsed.label)} · "
         f"newest {for_series(parsed.series, newest.value)} at {newest.ts:%d %b %H:%M} UTC"
     )
-    await _reply_photo(update, png, caption)
+    await _reply_photo(ctx, update, png, caption)
 
 
 def _describe(schedule: DigestSchedule, defaults: DigestSettings) -> str:
@@ -131,7 +136,7 @@ async def _may_change(update: Update, ctx: CommandContext, command: str) -> bool
     """Anyone may look; only a group's admins may change its digest."""
     if await is_chat_admin(update, ctx):
         return True
-    await reply(update, f"Sorry, only this group's admins can change /{command} here.")
+    await reply(ctx, update, f"Sorry, only this group's admins can change /{command} here.")
     return False
 
 
@@ -143,11 +148,11 @@ async def _schedule_of(
     if chat is None:
         return None
     if isinstance(parsed, Usage):
-        await reply(update, parsed.text)
+        await reply(ctx, update, parsed.text)
         return None
     schedule = await ctx.store.digest_schedule(chat.id)
     if schedule is None:
-        await reply(update, NOT_SUBSCRIBED)
+        await reply(ctx, update, NOT_SUBSCRIBED)
     return schedule
 
 
@@ -172,17 +177,17 @@ async def digest_command(update: Update, ctx: CommandContext) -> None:
     defaults = _digest_settings(ctx)
     if parsed is None:
         help_line = "/digest HH:MM sets the time, /digest off stops it, /timezone ZONE the zone."
-        await reply(update, f"{_describe(schedule, defaults)}\n{help_line}")
+        await reply(ctx, update, f"{_describe(schedule, defaults)}\n{help_line}")
         return
     if not await _may_change(update, ctx, "digest"):
         return
     updated = await _save(ctx, schedule, parsed, schedule.timezone or defaults.timezone)
     if parsed == OFF:
         await reply(
-            update, "🔕 Daily digest off here. /digest HH:MM turns it on; /summary any time."
+            ctx, update, "🔕 Daily digest off here. /digest HH:MM turns it on; /summary any time."
         )
         return
-    await reply(update, f"✅ {_describe(updated, defaults)}")
+    await reply(ctx, update, f"✅ {_describe(updated, defaults)}")
 
 
 async def timezone_command(update: Update, ctx: CommandContext) -> None:
@@ -195,11 +200,13 @@ async def timezone_command(update: Update, ctx: CommandContext) -> None:
     if parsed is None:
         tz = schedule.timezone or defaults.timezone
         now = _local(ctx.now(), tz).rsplit(" ", 1)[0]
-        await reply(update, f"🌍 This chat's time zone is {html.escape(tz)} (there it is {now}).")
+        await reply(
+            ctx, update, f"🌍 This chat's time zone is {html.escape(tz)} (there it is {now})."
+        )
         return
     if not await _may_change(update, ctx, "timezone"):
         return
     updated = await _save(ctx, schedule, schedule.digest_time or defaults.time, parsed)
     await reply(
-        update, f"✅ Time zone set to {html.escape(parsed)}.\n{_describe(updated, defaults)}"
+        ctx, update, f"✅ Time zone set to {html.escape(parsed)}.\n{_describe(updated, defaults)}"
     )

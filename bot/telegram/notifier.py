@@ -1,4 +1,4 @@
-"""The Telegram notifier: sends HTML and turns PTB's errors into retry semantics."""
+"""The Telegram notifier: one `deliver` for every message, PTB's errors turned into verdicts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram import Message as TgMessage
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -19,13 +20,27 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot.delivery.notifier import DeliveryError
+from bot.delivery.notifier import (
+    Edit,
+    Gone,
+    Keyboard,
+    Message,
+    Moved,
+    Photo,
+    Refused,
+    Retry,
+    Sent,
+    Text,
+    Verdict,
+)
+from bot.delivery.pacer import Lane
 from bot.delivery.split import to_plain
 
 log = logging.getLogger(__name__)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _NUMERIC_ID = re.compile(r"-?\d+")
 _Call: TypeAlias = Callable[[str, str | None], Awaitable[int]]
+_GONE = ("chat not found", "bot was kicked", "user is deactivated", "chat was deleted")
 
 
 def _target(chat_id: str) -> int | str:
@@ -43,97 +58,125 @@ def is_parse_error(exc: BadRequest) -> bool:
     return "can't parse entities" in exc.message.lower()
 
 
-def delivery_error(exc: TelegramError) -> DeliveryError:
-    """Translate a PTB error into what the outbox should do next."""
+def markup(keyboard: Keyboard | None) -> InlineKeyboardMarkup | None:
+    """Our plain keyboard rows as PTB's inline keyboard."""
+    if keyboard is None:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in keyboard
+        ]
+    )
+
+
+def verdict_of(exc: TelegramError) -> Verdict:
+    """What Telegram's error means for this message; the one place that reads PTB's errors."""
     if isinstance(exc, BadRequest):  # first: BadRequest subclasses NetworkError, never retry it
-        gone = "chat not found" in exc.message.lower()
-        return DeliveryError(
-            f"Telegram refused the message: {exc.message}", permanent=True, deactivate=gone
-        )
+        if any(sign in exc.message.lower() for sign in _GONE):
+            return Gone(f"the chat is gone: {exc.message}")
+        return Refused(f"Telegram refused the message: {exc.message}")
     if isinstance(exc, Forbidden):
-        return DeliveryError(
-            f"the chat is closed to the bot: {exc.message}", permanent=True, deactivate=True
-        )
+        return Gone(f"the chat is closed to the bot: {exc.message}")
     if isinstance(exc, ChatMigrated):
-        return DeliveryError(
-            f"the group became supergroup {exc.new_chat_id}", migrate_to=exc.new_chat_id
-        )
+        return Moved(exc.new_chat_id, f"the group became supergroup {exc.new_chat_id}")
     if isinstance(exc, RetryAfter):
         wait = _seconds(exc.retry_after)
-        return DeliveryError(f"Telegram flood control: retry in {wait:g}s", retry_after=wait)
+        return Retry(f"Telegram flood control: retry in {wait:g}s", wait)
     if isinstance(exc, InvalidToken):
         # Every chat fails alike; keep the messages queued until the token is fixed.
-        return DeliveryError(f"the bot token was refused: {exc.message}")
-    return DeliveryError(f"Telegram did not answer: {exc.message}")  # TimedOut, NetworkError, 5xx
+        return Retry(f"the bot token was refused: {exc.message}")
+    return Retry(f"Telegram did not answer: {exc.message}")  # TimedOut, NetworkError, 5xx
 
 
 class TelegramNotifier:
-    """Delivers rendered HTML to Telegram chats; implements `bot.notify.Notifier`."""
+    """Delivers rendered HTML to Telegram chats through the bot (and its pacer)."""
 
     name = "telegram"
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, *, paid_broadcast: bool = False) -> None:
         self._bot = bot
+        self._paid = paid_broadcast
+        self._paced = getattr(bot, "rate_limiter", None) is not None
 
-    async def send(self, chat_id: str, text: str) -> int | None:
-        """Send one message; raise DeliveryError saying whether and when to retry."""
-        target = _target(chat_id)
+    async def deliver(self, chat_id: str, message: Message, lane: Lane = Lane.BROADCAST) -> Verdict:
+        """Send, edit or send a photo; HTML Telegram cannot parse goes once more as plain text."""
+        target, extra = _target(chat_id), self._extra(lane)
+        match message:
+            case Text(body=body, keyboard=keyboard, thread_id=thread):
 
-        async def send(body: str, parse_mode: str | None) -> int:
-            message = await self._bot.send_message(
-                target, body, parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
-            )
-            return message.message_id
+                async def call(text: str, mode: str | None) -> int:
+                    sent: TgMessage = await self._bot.send_message(
+                        target,
+                        text,
+                        parse_mode=mode,
+                        link_preview_options=_NO_PREVIEW,
+                        reply_markup=markup(keyboard),
+                        message_thread_id=thread,
+                        **extra,
+                        **self._paid_args(lane),
+                    )
+                    return sent.message_id
 
-        return await self._html_or_plain(chat_id, text, send)
+                return await self._html_or_plain(chat_id, body, call)
+            case Edit(message_id=message_id, body=body, keyboard=keyboard):
 
-    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
-        """Replace a message's text; "not modified" means it already shows it, so that is done."""
-        target = _target(chat_id)
+                async def call(text: str, mode: str | None) -> int:
+                    await self._bot.edit_message_text(
+                        text,
+                        chat_id=target,
+                        message_id=message_id,
+                        parse_mode=mode,
+                        link_preview_options=_NO_PREVIEW,
+                        reply_markup=markup(keyboard),
+                        **extra,
+                    )
+                    return message_id
 
-        async def edit(body: str, parse_mode: str | None) -> int:
-            await self._bot.edit_message_text(
-                body,
-                chat_id=target,
-                message_id=message_id,
-                parse_mode=parse_mode,
-                link_preview_options=_NO_PREVIEW,
-            )
-            return message_id
+                verdict = await self._html_or_plain(chat_id, body, call)
+                if isinstance(verdict, Refused) and "message is not modified" in verdict.reason:
+                    return Sent(message_id)  # it already shows this text: done
+                return verdict
+            case Photo(png=png, caption=caption, thread_id=thread):
 
-        try:
-            await self._html_or_plain(chat_id, text, edit)
-        except DeliveryError as exc:
-            if "message is not modified" not in str(exc).lower():
-                raise
+                async def call(text: str, mode: str | None) -> int:
+                    sent: TgMessage = await self._bot.send_photo(
+                        target,
+                        png,
+                        caption=text,
+                        parse_mode=mode,
+                        filename="stablewatch.png",
+                        message_thread_id=thread,
+                        **extra,
+                        **self._paid_args(lane),
+                    )
+                    return sent.message_id
 
-    async def send_photo(self, chat_id: str, png: bytes, caption: str) -> int | None:
-        """Send a chart; the caption falls back to plain text like a message does."""
-        target = _target(chat_id)
+                return await self._html_or_plain(chat_id, caption, call)
 
-        async def send(body: str, parse_mode: str | None) -> int:
-            message = await self._bot.send_photo(
-                target, png, caption=body, parse_mode=parse_mode, filename="stablewatch.png"
-            )
-            return message.message_id
+    def _extra(self, lane: Lane) -> dict[str, Any]:
+        """The lane, for the pacer inside PTB's request path (only when the bot has one)."""
+        return {"rate_limit_args": {"lane": lane}} if self._paced else {}
 
-        return await self._html_or_plain(chat_id, caption, send)
+    def _paid_args(self, lane: Lane) -> dict[str, Any]:
+        """Broadcasts go out as paid broadcasts when the operator turned them on."""
+        return {"allow_paid_broadcast": True} if self._paid and lane is Lane.BROADCAST else {}
 
-    async def _html_or_plain(self, chat_id: str, text: str, call: _Call) -> int:
+    async def _html_or_plain(self, chat_id: str, text: str, call: _Call) -> Verdict:
         """Make the call with HTML; if Telegram cannot parse it, once more as plain text."""
         try:
-            return await call(text, ParseMode.HTML)
+            return Sent(await call(text, ParseMode.HTML))
         except BadRequest as exc:
             if not is_parse_error(exc):
-                raise delivery_error(exc) from exc
+                return verdict_of(exc)
             log.warning(
                 "telegram: chat %s: Telegram could not parse our HTML (%s); resending it plain",
                 chat_id,
                 exc.message,
             )
         except TelegramError as exc:
-            raise delivery_error(exc) from exc
+            return verdict_of(exc)
         try:
-            return await call(to_plain(text), None)
+            return Sent(await call(to_plain(text), None))
         except TelegramError as exc:
-            raise delivery_error(exc) from exc
+            return verdict_of(exc)

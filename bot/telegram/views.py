@@ -6,8 +6,7 @@ import html
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
+from bot.delivery.notifier import Keyboard
 from bot.durations import format_duration
 from bot.engine.ruleset import RuleSet
 from bot.model import AlertState, AlertStatus, Transition, TransitionKind
@@ -80,7 +79,7 @@ def callback_data(action: str, target: str) -> str | None:
     return data if len(data.encode()) <= _MAX_DATA else None
 
 
-def keyboard(action: str, targets: Sequence[str], chosen: set[str]) -> InlineKeyboardMarkup:
+def keyboard(action: str, targets: Sequence[str], chosen: set[str]) -> Keyboard:
     """Two buttons a row, `all` first; chosen targets are ticked (`all` when nothing is)."""
     buttons = []
     for target in ["all", *targets]:
@@ -90,9 +89,8 @@ def keyboard(action: str, targets: Sequence[str], chosen: set[str]) -> InlineKey
         label = f"#{target[4:]}" if target.startswith("tag:") else target
         label = "everything" if target == "all" else label
         tick = "✅ " if target in chosen or (target == "all" and not chosen) else ""
-        buttons.append(InlineKeyboardButton(f"{tick}{label}", callback_data=data))
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    return InlineKeyboardMarkup(rows)
+        buttons.append((f"{tick}{label}", data))
+    return tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
 
 
 def choose(current: set[str], target: str) -> set[str]:
