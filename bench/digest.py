@@ -21,8 +21,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import DeliverySettings, DigestSettings, TelegramSettings
-from bot.delivery.outbox import Pacer
+from bot.config import DigestSettings, TelegramSettings
 from bot.digest.job import Composer, DigestJob
 from bot.digest.schedule import schedule_new_digests
 from bot.model import ChatKind, Observation
@@ -85,10 +84,7 @@ async def fan_out(store: Store, chats: int, limit: float, rate: float) -> dict[s
         settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
         app = build_application(settings, store, lambda: AT)
         await start_telegram(app, poll_timeout=1.0)
-        pacer = Pacer(DeliverySettings(global_rate=rate, private_rate=1, group_per_minute=20))
-        job = DigestJob(
-            store, TelegramNotifier(app.bot), lambda: AT, ["btc", "eth"], digest, list, pacer
-        )
+        job = DigestJob(store, TelegramNotifier(app.bot), lambda: AT, ["btc", "eth"], digest, list)
         tg.rate_limit(per_second=limit)
         started = time.perf_counter()
         run = await job.run()

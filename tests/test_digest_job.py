@@ -15,7 +15,6 @@ import pytest
 from bot.config import DeliverySettings, DigestSettings
 from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
-from bot.delivery.outbox import Pacer
 from bot.digest.job import RETRY_LATER, DigestJob
 from bot.digest.schedule import DIGEST_LEASE, claim_due
 from bot.engine.loader import load_rules
@@ -72,7 +71,6 @@ def job(
         ["btc", "eth"],
         settings or DigestSettings(time="08:00", timezone="UTC"),
         lambda: list(channels),
-        Pacer(FAST),
         lambda: RULES,
     )
 

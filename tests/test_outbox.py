@@ -14,7 +14,9 @@ import pytest
 
 from bot.config import DeliverySettings
 from bot.delivery.console import ConsoleNotifier
-from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, Pacer, plan, retry_delay
+from bot.delivery.notifier import Edit, Message, Text, Verdict
+from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, plan, retry_delay
+from bot.delivery.pacer import Lane
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Transition, TransitionKind
 from bot.store import Store, open_store
@@ -56,16 +58,16 @@ class Recording:
     def _note(self, chat_id: str) -> None:
         self.times.setdefault(chat_id, []).append(asyncio.get_running_loop().time())
 
-    async def send(self, chat_id: str, text: str) -> int | None:
+    async def deliver(self, chat_id: str, message: Message, lane: Lane = Lane.BROADCAST) -> Verdict:
         self._note(chat_id)
-        message_id = await self.inner.send(chat_id, text)
-        if self.crash_on is not None and self.crash_on in text:
+        verdict = await self.inner.deliver(chat_id, message, lane)
+        if (
+            self.crash_on is not None
+            and isinstance(message, Text)
+            and self.crash_on in message.body
+        ):
             raise RuntimeError("the process died right after Telegram accepted the message")
-        return message_id
-
-    async def edit(self, chat_id: str, message_id: int, text: str) -> None:
-        self._note(chat_id)
-        await self.inner.edit(chat_id, message_id, text)
+        return verdict
 
 
 @asynccontextmanager
@@ -242,15 +244,6 @@ async def test_a_long_flood_wait_goes_back_to_the_outbox(
     assert statuses(tg) == [429, 200]
 
 
-async def test_a_flood_wait_on_a_private_chat_pauses_every_send() -> None:
-    pacer = Pacer(FAST)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    pacer.pause_all(0.3)
-    await pacer.overall_turn()
-    assert loop.time() - start >= 0.3
-
-
 async def test_a_blocked_chat_is_unsubscribed_and_never_tried_again(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
@@ -421,5 +414,5 @@ async def test_the_overall_rate_keeps_telegram_from_answering_429(
 # console ----------------------------------------------------------------------------------------
 async def test_console_prints_edits() -> None:
     stream = io.StringIO()
-    await ConsoleNotifier(stream).edit("console", 3, "✅ <b>Funding</b> resolved")
+    await ConsoleNotifier(stream).deliver("console", Edit(3, "✅ <b>Funding</b> resolved"))
     assert stream.getvalue() == "── edited 3 in console ──\n✅ Funding resolved\n"

@@ -13,7 +13,7 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bot.config import TelegramSettings
-from bot.delivery.notifier import DeliveryError
+from bot.delivery.notifier import Edit, Gone, Moved, Photo, Refused, Retry, Sent, Text, Verdict
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Clock
 from bot.store import Store, open_store
@@ -273,14 +273,18 @@ async def notifier(tg: FakeTelegram, store: Store, clock: Clock) -> AsyncIterato
         yield TelegramNotifier(app.bot)
 
 
+async def send(telegram: TelegramNotifier, chat: str, text: str) -> Verdict:
+    return await telegram.deliver(chat, Text(text))
+
+
 async def test_notifier_sends_html_and_returns_the_message_id(
     tg: FakeTelegram, store: Store, clock: Clock
 ) -> None:
     async with notifier(tg, store, clock) as telegram:
-        first = await telegram.send("42", "<b>BTC</b> funding &lt; 0")
-        second = await telegram.send("42", "again")
-        await telegram.send("@stablewatch_alerts", "to a channel")
-    assert (first, second) == (1, 2)
+        first = await send(telegram, "42", "<b>BTC</b> funding &lt; 0")
+        second = await send(telegram, "42", "again")
+        await send(telegram, "@stablewatch_alerts", "to a channel")
+    assert (first, second) == (Sent(1), Sent(2))
     [sent, _] = tg.sent(42)
     assert (sent.text, sent.plain, sent.parse_mode) == (
         "<b>BTC</b> funding &lt; 0",
@@ -290,15 +294,31 @@ async def test_notifier_sends_html_and_returns_the_message_id(
     assert tg.sent("@stablewatch_alerts")[0].plain == "to a channel"
 
 
-async def test_notifier_blocked_chat_is_permanent_and_deactivates(
+async def test_notifier_sends_keyboards_edits_and_photos(
     tg: FakeTelegram, store: Store, clock: Clock
 ) -> None:
+    keys = ((("✅ everything", "sub:all"), ("btc", "sub:tag:btc")),)
+    async with notifier(tg, store, clock) as telegram:
+        first = await telegram.deliver("42", Text("pick", keys))
+        assert first == Sent(1)
+        assert await telegram.deliver("42", Edit(1, "picked", None)) == Sent(1)
+        assert await telegram.deliver("42", Edit(1, "picked", None)) == Sent(1)  # not modified
+        photo = await telegram.deliver("42", Photo(b"\x89PNG fake", "<b>chart</b>"))
+    assert isinstance(photo, Sent) and photo.message_id is not None
+    [sent] = [c for c in tg.sent(42) if c.text == "pick"]
+    assert sent.reply_markup is not None
+    assert [b["callback_data"] for b in sent.reply_markup["inline_keyboard"][0]] == [
+        "sub:all",
+        "sub:tag:btc",
+    ]
+    assert [c.params["text"] for c in tg.calls("editMessageText")][-1] == "picked"
+
+
+async def test_notifier_blocked_chat_is_gone(tg: FakeTelegram, store: Store, clock: Clock) -> None:
     tg.block(42)
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("42", "hello")
-    assert caught.value.permanent and caught.value.deactivate
-    assert "blocked" in str(caught.value)
+        verdict = await send(telegram, "42", "hello")
+    assert isinstance(verdict, Gone) and "blocked" in verdict.reason
 
 
 async def test_notifier_flood_control_gives_retry_after(
@@ -306,11 +326,9 @@ async def test_notifier_flood_control_gives_retry_after(
 ) -> None:
     tg.fail_next("sendMessage", chat_id=42, status=429, retry_after=7)
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("42", "hello")
-        assert await telegram.send("42", "hello") == 1  # the fault was for one call only
-    assert caught.value.retry_after == 7.0
-    assert not caught.value.permanent
+        verdict = await send(telegram, "42", "hello")
+        assert await send(telegram, "42", "hello") == Sent(1)  # the fault was for one call only
+    assert isinstance(verdict, Retry) and verdict.after == 7.0
 
 
 async def test_notifier_migrated_group_gives_the_new_chat(
@@ -318,10 +336,8 @@ async def test_notifier_migrated_group_gives_the_new_chat(
 ) -> None:
     tg.fail_next("sendMessage", chat_id=-500, migrate_to_chat_id=-1001234567890)
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("-500", "hello")
-    assert caught.value.migrate_to == -1001234567890
-    assert not caught.value.permanent
+        verdict = await send(telegram, "-500", "hello")
+    assert isinstance(verdict, Moved) and verdict.chat_id == -1001234567890
 
 
 async def test_notifier_resends_unparseable_html_once_as_plain_text(
@@ -329,12 +345,12 @@ async def test_notifier_resends_unparseable_html_once_as_plain_text(
 ) -> None:
     text = "<b>BTC & ETH</b> flows <i>turned"  # unbalanced <i>
     async with notifier(tg, store, clock) as telegram:
-        message_id = await telegram.send("42", text)
+        verdict = await send(telegram, "42", text)
     attempts = tg.calls("sendMessage")
     assert [call.status for call in attempts] == [400, 200]
     assert "parse_mode" not in attempts[1].params
     [sent] = tg.sent(42)
-    assert (sent.message_id, sent.text) == (message_id, to_plain(text))
+    assert (Sent(sent.message_id), sent.text) == (verdict, to_plain(text))
 
 
 async def test_notifier_gives_up_when_the_plain_resend_fails_too(
@@ -343,31 +359,25 @@ async def test_notifier_gives_up_when_the_plain_resend_fails_too(
     unparseable = "Bad Request: can't parse entities: Unsupported start tag"
     tg.fail_next("sendMessage", chat_id=42, status=400, description=unparseable, times=2)
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("42", "<b>fine</b>")
-    assert caught.value.permanent
+        verdict = await send(telegram, "42", "<b>fine</b>")
+    assert isinstance(verdict, Refused)
     assert len(tg.calls("sendMessage")) == 2
 
 
-async def test_notifier_bad_request_is_permanent_and_not_resent(
+async def test_notifier_bad_request_is_refused_and_not_resent(
     tg: FakeTelegram, store: Store, clock: Clock
 ) -> None:
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("42", "x" * 4097)
-    assert caught.value.permanent and not caught.value.deactivate
-    assert "too long" in str(caught.value)
+        verdict = await send(telegram, "42", "x" * 4097)
+    assert isinstance(verdict, Refused) and "too long" in verdict.reason
     assert len(tg.calls("sendMessage")) == 1
 
 
-async def test_notifier_unknown_chat_is_permanent_and_deactivates(
-    store: Store, clock: Clock
-) -> None:
+async def test_notifier_unknown_chat_is_gone(store: Store, clock: Clock) -> None:
     strict = FakeTelegram(token=TOKEN, strict_chats=True)
     async with strict, notifier(strict, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("999", "hello")
-    assert caught.value.permanent and caught.value.deactivate
+        verdict = await send(telegram, "999", "hello")
+    assert isinstance(verdict, Gone)
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
@@ -376,10 +386,8 @@ async def test_notifier_server_errors_are_retryable(
 ) -> None:
     tg.fail_next("sendMessage", status=status)
     async with notifier(tg, store, clock) as telegram:
-        with pytest.raises(DeliveryError) as caught:
-            await telegram.send("42", "hello")
-    assert not caught.value.permanent
-    assert caught.value.retry_after is None and caught.value.migrate_to is None
+        verdict = await send(telegram, "42", "hello")
+    assert isinstance(verdict, Retry) and verdict.after is None
 
 
 async def test_notifier_timeout_is_retryable(tg: FakeTelegram) -> None:
@@ -387,7 +395,6 @@ async def test_notifier_timeout_is_retryable(tg: FakeTelegram) -> None:
     request = HTTPXRequest(read_timeout=0.2, write_timeout=0.2, connect_timeout=0.2)
     bot = Bot(TOKEN, base_url=f"{tg.api_url}/bot", request=request)
     async with bot:
-        with pytest.raises(DeliveryError) as caught:
-            await TelegramNotifier(bot).send("42", "hello")
-    assert not caught.value.permanent
-    assert "Timed out" in str(caught.value)
+        verdict = await send(TelegramNotifier(bot), "42", "hello")
+    assert isinstance(verdict, Retry) and verdict.after is None
+    assert "Timed out" in verdict.reason

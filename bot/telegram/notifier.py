@@ -97,7 +97,7 @@ class TelegramNotifier:
     def __init__(self, bot: Bot, *, paid_broadcast: bool = False) -> None:
         self._bot = bot
         self._paid = paid_broadcast
-        self._paced = getattr(bot, "rate_limiter", None) is not None
+        self._paced = False  # TODO lanes once our limiter replaces AIORateLimiter
 
     async def deliver(self, chat_id: str, message: Message, lane: Lane = Lane.BROADCAST) -> Verdict:
         """Send, edit or send a photo; HTML Telegram cannot parse goes once more as plain text."""
@@ -134,7 +134,7 @@ class TelegramNotifier:
                     return message_id
 
                 verdict = await self._html_or_plain(chat_id, body, call)
-                if isinstance(verdict, Refused) and "message is not modified" in verdict.reason:
+                if isinstance(verdict, Refused) and "message is not modified" in verdict.reason.lower():
                     return Sent(message_id)  # it already shows this text: done
                 return verdict
             case Photo(png=png, caption=caption, thread_id=thread):
