@@ -16,7 +16,7 @@ from bot.config import DeliverySettings
 from bot.delivery.console import ConsoleNotifier
 from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, Pacer, plan, retry_delay
 from bot.delivery.split import to_plain
-from bot.model import ChatKind, Transition, TransitionKind
+from bot.model import ChatKind, Delivery, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.bot_app import TOKEN, running
@@ -90,7 +90,7 @@ async def enqueue(
 ) -> None:
     """One transition of `rule`, owed to each (chat, text)."""
     transition = Transition(rule, kind, clock(), 1.0, f"{rule} {kind}")
-    rows = [(0, chat, text) for chat, text in deliveries]
+    rows = [Delivery(0, chat, text, clock()) for chat, text in deliveries]
     await store.record_evaluation([], [transition], rows, clock())
 
 

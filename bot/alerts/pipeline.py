@@ -19,7 +19,7 @@ from bot.engine.rules import AnyRule, SeriesRule
 from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
-from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch
+from bot.model import AlertState, AlertStatus, Delivery, Transition, TransitionKind, to_epoch
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -239,9 +239,9 @@ async def evaluate_series(
     decided = await plan(store, owed, chats, now, policy.storm_limit)
     for chat, rule_id in decided.storm_mutes:
         await store.mute(chat, rule_id, now + STORM_WINDOW, "storm breaker")
-    enqueued = await store.record_evaluation(
-        list(changed.values()), transitions, decided.deliveries, now, now + policy.grouping_window
-    )
+    due = now + policy.grouping_window
+    deliveries = [Delivery(i, chat, text, due) for i, chat, text in decided.deliveries]
+    enqueued = await store.record_evaluation(list(changed.values()), transitions, deliveries, now)
     for t in transitions:
         log.info(
             "rule %s %s at %s (%s)", t.rule_id, t.kind.state, t.at.isoformat(), t.reason or "-"
