@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
-from bot.alerts.policy import STORM_WINDOW, plan
+from bot.alerts.policy import STORM_WINDOW, plan, schedule
 from bot.alerts.render import render_transition
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
@@ -19,7 +19,7 @@ from bot.engine.rules import AnyRule, SeriesRule
 from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.engine.templates import TemplateError, render
-from bot.model import AlertState, AlertStatus, Delivery, Transition, TransitionKind, to_epoch
+from bot.model import AlertState, AlertStatus, Transition, TransitionKind, to_epoch
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -239,8 +239,7 @@ async def evaluate_series(
     decided = await plan(store, owed, chats, now, policy.storm_limit)
     for chat, rule_id in decided.storm_mutes:
         await store.mute(chat, rule_id, now + STORM_WINDOW, "storm breaker")
-    due = now + policy.grouping_window
-    deliveries = [Delivery(i, chat, text, due) for i, chat, text in decided.deliveries]
+    deliveries = await schedule(store, decided.deliveries, now, policy.grouping_window)
     enqueued = await store.record_evaluation(list(changed.values()), transitions, deliveries, now)
     for t in transitions:
         log.info(
