@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot.config import DeliverySettings, TelegramSettings
 from bot.delivery.outbox import OutboxWorker
-from bot.model import ChatKind, Transition, TransitionKind
+from bot.model import ChatKind, Delivery, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.app import build_application, start_telegram, stop_telegram
 from bot.telegram.notifier import TelegramNotifier
@@ -44,8 +44,9 @@ async def prepare(store: Store, chats: int) -> list[str]:
         await store.subscribe(chat, ChatKind.PRIVATE, f"user {chat}", now())
     alert = Transition("btc_funding_flip", TransitionKind.FIRING, now(), -0.01, "funding flipped")
     text = "🚨 <b>BTC funding flipped negative</b>\n−0.010% on Binance, Bybit and OKX"
-    deliveries = [(0, str(chat), text) for chat in ids]
-    await store.record_evaluation([], [alert], deliveries, now())
+    at = now()
+    deliveries = [Delivery(0, str(chat), text, at) for chat in ids]
+    await store.record_evaluation([], [alert], deliveries, at)
     return [str(chat) for chat in ids]
 
 

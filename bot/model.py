@@ -111,6 +111,20 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message owed by an evaluation: which transition, to which chat, due when.
+
+    `not_before` comes from the delivery policy (the grouping window), never from the store.
+    """
+
+    transition_index: int
+    """Index into the evaluation's transitions, whose ids exist only once they are written."""
+    chat_id: str
+    text: str
+    not_before: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     """One message owed to one chat, written before anything is sent so a crash loses nothing."""
 

@@ -45,7 +45,6 @@ def settings_for(tmp_path: Path, src: FakeSource, tg: FakeTelegram | None) -> Se
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'sw.db'}"},
         rules={"dir": str(ROOT / "rules")},
         telegram=telegram,
-        delivery={"grouping_window": "0s"},  # the tests deliver at once; grouping has its own test
         sources={
             "fear_greed": {"base_url": src.base_url, "interval": "1h", "retries": 0},
             **{name: {"enabled": False} for name in OTHER_SOURCES},

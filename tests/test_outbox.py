@@ -18,7 +18,7 @@ from bot.delivery.notifier import Edit, Message, Text, Verdict
 from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, plan, retry_delay
 from bot.delivery.pacer import Lane
 from bot.delivery.split import to_plain
-from bot.model import ChatKind, Transition, TransitionKind
+from bot.model import ChatKind, Delivery, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.bot_app import TOKEN, running
@@ -92,7 +92,7 @@ async def enqueue(
 ) -> None:
     """One transition of `rule`, owed to each (chat, text)."""
     transition = Transition(rule, kind, clock(), 1.0, f"{rule} {kind}")
-    rows = [(0, chat, text) for chat, text in deliveries]
+    rows = [Delivery(0, chat, text, clock()) for chat, text in deliveries]
     await store.record_evaluation([], [transition], rows, clock())
 
 

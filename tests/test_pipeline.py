@@ -48,7 +48,7 @@ async def test_transition_at_newest_point_goes_to_every_chat_and_channel(tmp_pat
         await store.upsert_observations([fg(1, 15)])
         outcome = await evaluate_series(store, rules, {"fear_greed"}, NOW, ["@chan"])
         assert outcome.enqueued == 3
-        items = await store.claim_outbox("w", NOW + timedelta(minutes=1))  # after grouping
+        items = await store.claim_outbox("w", NOW)  # the first alert for each chat: at once
         assert sorted(i.chat_id for i in items) == ["-100", "1", "@chan"]
         assert "Extreme fear" in items[0].text and "15" in items[0].text
         again = await evaluate_series(store, rules, {"fear_greed"}, NOW)

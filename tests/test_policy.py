@@ -1,4 +1,7 @@
-"""Who hears about an alert: mutes, the notification log, the storm breaker, the grouping window."""
+"""Who hears about an alert: mutes, the notification log, the storm breaker.
+
+When they hear it (the grouping window) is tested in test_grouping.py.
+"""
 
 from __future__ import annotations
 
@@ -109,17 +112,5 @@ async def test_storm_breaker_sends_limit_then_one_notice_then_silence(tmp_path: 
         assert len(texts) == 4
         assert "muted for an hour" in texts[-1]
         assert "flip" in (await store.mutes(T0 + timedelta(minutes=30)))["1"]
-    finally:
-        await store.close()
-
-
-async def test_grouping_window_holds_rows_back(tmp_path: Path) -> None:
-    store = await make_sqlite_store(tmp_path)
-    rules = rules_in(tmp_path)
-    try:
-        await store.subscribe(1, ChatKind.PRIVATE, "", T0)
-        await step(store, rules, 0, -1, DeliverySettings(grouping_window=timedelta(seconds=30)))
-        assert await store.claim_outbox("w", T0 + timedelta(seconds=29)) == []
-        assert len(await store.claim_outbox("w", T0 + timedelta(seconds=30))) == 1
     finally:
         await store.close()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, func, inspect, select, text, update
 
 from bot.digest.schedule import DIGEST_LEASE, claim_due, schedule_new_digests, schedule_next_day
 from bot.model import (
@@ -17,6 +17,7 @@ from bot.model import (
     AlertState,
     AlertStatus,
     ChatKind,
+    Delivery,
     DigestSchedule,
     Observation,
     SourceHealth,
@@ -76,7 +77,9 @@ def resolved(rule: str, at: datetime = T0) -> Transition:
 
 async def enqueue(store: SqlStore, chats: int, rules: int = 1, now: datetime = T0) -> int:
     transitions = [firing(f"r{i}") for i in range(rules)]
-    deliveries = [(i, str(c), f"text {i}/{c}") for i in range(rules) for c in range(chats)]
+    deliveries = [
+        Delivery(i, str(c), f"text {i}/{c}", now) for i in range(rules) for c in range(chats)
+    ]
     return await store.record_evaluation([], transitions, deliveries, now)
 
 
@@ -244,7 +247,11 @@ async def test_subscriptions_ordered_by_chat_id(store: SqlStore) -> None:
 async def test_record_evaluation_writes_states_transitions_and_outbox(store: SqlStore) -> None:
     state = AlertState("flows", AlertStatus.FIRING, T0, -5.5, T0 + DAY, "fp1")
     tr = firing("flows", T0 + DAY, -5.5)
-    deliveries = [(0, "42", "<b>fired</b>"), (0, "@channel", "fired")]
+    later = T0 + DAY + timedelta(seconds=30)
+    deliveries = [
+        Delivery(0, "42", "<b>fired</b>", T0 + DAY),
+        Delivery(0, "@channel", "fired", later),  # each row is due at its own moment
+    ]
     assert await store.record_evaluation([state], [tr], deliveries, T0 + DAY) == 2
     assert await store.alert_states() == {"flows": state}
     assert await store.transitions() == [tr]
@@ -252,10 +259,11 @@ async def test_record_evaluation_writes_states_transitions_and_outbox(store: Sql
     items = await store.claim_outbox("w", T0 + DAY)
     assert [(i.chat_id, i.text, i.kind, i.attempts) for i in items] == [
         ("42", "<b>fired</b>", TransitionKind.FIRING, 0),
-        ("@channel", "fired", TransitionKind.FIRING, 0),
     ]
     assert items[0].key.endswith(":42")
     assert items[0].created_at == T0 + DAY
+    assert await store.claim_outbox("w", later - timedelta(seconds=1)) == []
+    assert [i.chat_id for i in await store.claim_outbox("w", later)] == ["@channel"]
 
 
 async def test_new_state_replaces_old_one(store: SqlStore) -> None:
@@ -269,7 +277,7 @@ async def test_failed_evaluation_writes_nothing(store: SqlStore, index: int) -> 
     state = AlertState("r", AlertStatus.FIRING, T0)
     with pytest.raises(IndexError):
         await store.record_evaluation(
-            [state], [firing("r")], [(0, "1", "a"), (index, "2", "b")], T0
+            [state], [firing("r")], [Delivery(0, "1", "a", T0), Delivery(index, "2", "b", T0)], T0
         )
     assert await store.alert_states() == {}
     assert await store.transitions() == []
@@ -327,7 +335,7 @@ async def test_claim_respects_not_before_and_limit(store: SqlStore) -> None:
 
 
 async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore) -> None:
-    await store.record_evaluation([], [firing("flows")], [(0, "42", "fired")], T0)
+    await store.record_evaluation([], [firing("flows")], [Delivery(0, "42", "fired", T0)], T0)
     (item,) = await store.claim_outbox("w", T0)
     assert item.reply_to is None
     await store.mark_sent(item.id, 777, T0 + timedelta(seconds=1))
@@ -336,11 +344,56 @@ async def test_mark_sent_logs_message_and_resolved_replies_to_it(store: SqlStore
     assert await pending_outbox(store) == 0
     assert await store.claim_outbox("w", T0 + DAY) == []
 
-    await store.record_evaluation([], [resolved("flows", T0 + DAY)], [(0, "42", "ok")], T0 + DAY)
+    ok = Delivery(0, "42", "ok", T0 + DAY)
+    await store.record_evaluation([], [resolved("flows", T0 + DAY)], [ok], T0 + DAY)
     (done,) = await store.claim_outbox("w", T0 + DAY)
     assert (done.kind, done.reply_to) == (TransitionKind.RESOLVED, 777)
     await store.mark_sent(done.id, None, T0 + DAY)
     assert await notification(store, "flows", "42") == (None, T0 + DAY)
+
+
+async def test_newest_due_per_chat_leaves_out_edits_and_older_rows(store: SqlStore) -> None:
+    """Messages of every status count; resolves (edits), older rows and other chats do not."""
+    since, second = T0 - timedelta(seconds=30), timedelta(seconds=1)
+    rows = [
+        ("1", TransitionKind.FIRING, T0),
+        ("1", TransitionKind.REMINDER, T0 + 30 * second),
+        ("1", TransitionKind.RESOLVED, T0 + 90 * second),  # an edit: not a message
+        ("2", TransitionKind.FIRING, T0 - timedelta(hours=1)),  # before `since`
+        ("3", TransitionKind.RESOLVED, T0),
+        ("4", TransitionKind.FIRING, since),  # `since` itself is not after it
+        ("5", TransitionKind.FIRING, T0 - 5 * second),  # sent below
+        ("6", TransitionKind.FIRING, T0 - 4 * second),  # given up below
+        ("7", TransitionKind.FIRING, T0),  # not asked about
+    ]
+    transitions = [Transition(f"r{n}", kind, T0, 1.0, "m") for n, (_, kind, _) in enumerate(rows)]
+    deliveries = [Delivery(n, chat, "m", due) for n, (chat, _, due) in enumerate(rows)]
+    await store.record_evaluation([], transitions, deliveries, T0 - timedelta(hours=1))
+    claimed = {i.chat_id: i.id for i in await store.claim_outbox("w", T0 - 4 * second)}
+    await store.mark_sent(claimed["5"], 1, T0)
+    await store.mark_failed(claimed["6"], "400 Bad Request", T0, None)
+    asked = ["1", "2", "3", "4", "5", "6", "404"]
+    assert await store.newest_due(asked, since) == {
+        "1": T0 + 30 * second,
+        "5": T0 - 5 * second,
+        "6": T0 - 4 * second,
+    }
+    assert await store.newest_due([], since) == {}
+
+
+async def test_migration_5_indexes_not_before_of_a_version_4_database(store: SqlStore) -> None:
+    def indexes(conn: Connection) -> set[str | None]:
+        return {index["name"] for index in inspect(conn).get_indexes("outbox")}
+
+    await enqueue(store, chats=2)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DROP INDEX ix_outbox_not_before"))
+        await conn.execute(update(db.schema_version).values(version=4))
+        assert "ix_outbox_not_before" not in await conn.run_sync(indexes)
+    assert await store.migrate() == migrations.newest_version()
+    async with store.engine.connect() as conn:
+        assert {"ix_outbox_due", "ix_outbox_not_before"} <= await conn.run_sync(indexes)
+    assert await store.newest_due(["0", "1"], T0 - DAY) == {"0": T0, "1": T0}
 
 
 async def test_mark_sent_unknown_row_raises(store: SqlStore) -> None:
@@ -479,7 +532,10 @@ async def test_move_subscription_follows_a_migrated_group(store: SqlStore) -> No
 async def test_sent_counts_count_rows_per_rule_and_chat(store: SqlStore) -> None:
     transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
     await store.record_evaluation(
-        [], [transition, transition], [(0, "1", "a"), (1, "1", "b"), (1, "2", "c")], T0
+        [],
+        [transition, transition],
+        [Delivery(0, "1", "a", T0), Delivery(1, "1", "b", T0), Delivery(1, "2", "c", T0)],
+        T0,
     )
     assert await store.sent_counts("r", T0 - DAY) == {"1": 2, "2": 1}
     assert await store.sent_counts("r", T0) == {"1": 2, "2": 1}  # since is inclusive
@@ -489,7 +545,7 @@ async def test_sent_counts_count_rows_per_rule_and_chat(store: SqlStore) -> None
 
 async def test_a_claim_older_than_the_lease_is_taken_over(store: SqlStore) -> None:
     transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
-    await store.record_evaluation([], [transition], [(0, "1", "a")], T0)
+    await store.record_evaluation([], [transition], [Delivery(0, "1", "a", T0)], T0)
     assert len(await store.claim_outbox("dead", T0)) == 1
     assert await store.claim_outbox("alive", T0 + timedelta(minutes=5)) == []
     taken = await store.claim_outbox("alive", T0 + timedelta(minutes=11))

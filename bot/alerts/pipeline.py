@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
-from bot.alerts.policy import STORM_WINDOW, plan
+from bot.alerts.policy import STORM_WINDOW, plan, schedule
 from bot.alerts.render import render_transition
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
@@ -239,9 +239,8 @@ async def evaluate_series(
     decided = await plan(store, owed, chats, now, policy.storm_limit)
     for chat, rule_id in decided.storm_mutes:
         await store.mute(chat, rule_id, now + STORM_WINDOW, "storm breaker")
-    enqueued = await store.record_evaluation(
-        list(changed.values()), transitions, decided.deliveries, now, now + policy.grouping_window
-    )
+    deliveries = await schedule(store, decided.deliveries, now, policy.grouping_window)
+    enqueued = await store.record_evaluation(list(changed.values()), transitions, deliveries, now)
     for t in transitions:
         log.info(
             "rule %s %s at %s (%s)", t.rule_id, t.kind.state, t.at.isoformat(), t.reason or "-"

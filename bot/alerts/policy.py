@@ -1,4 +1,5 @@
-"""Who is told about a transition: mutes, the notification log and the storm breaker.
+"""Who is told about a transition, and when: mutes, the notification log, the storm breaker and
+the grouping window.
 
 See docs/architecture.md, "Delivery".
 """
@@ -11,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.engine.rules import AnyRule
-from bot.model import Transition, TransitionKind
-from bot.store import Audience
+from bot.model import Delivery, Transition, TransitionKind
+from bot.store import AlertLog, Audience
 
 STORM_WINDOW = timedelta(hours=1)
 
@@ -91,3 +92,28 @@ async def plan(
             counts[rid][chat] = sent + 1
             out.deliveries.append((index, chat, text_here))
     return out
+
+
+def due_at(now: datetime, newest: datetime | None, window: timedelta) -> datetime:
+    """When a chat's new messages are due, given when its newest message was or is due.
+
+    Leading edge: with nothing due within the last `window`, at once. A message still waiting
+    is joined, so everything arriving inside a window leaves together when it ends; otherwise
+    the new ones wait for the end of the window the newest message opened. A window of zero
+    turns grouping off.
+    """
+    if newest is None or window <= timedelta(0):
+        return now
+    if newest > now:
+        return newest
+    return max(now, newest + window)
+
+
+async def schedule(
+    store: AlertLog, owed: Sequence[tuple[int, str, str]], now: datetime, window: timedelta
+) -> list[Delivery]:
+    """Give each owed (transition index, chat, text) its chat's due time, with one store read."""
+    chats = {chat for _, chat, _ in owed}
+    newest = await store.newest_due(chats, now - window) if window > timedelta(0) and chats else {}
+    due = {chat: due_at(now, newest.get(chat), window) for chat in chats}
+    return [Delivery(index, chat, text, due[chat]) for index, chat, text in owed]

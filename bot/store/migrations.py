@@ -62,11 +62,20 @@ def _chat_filters(conn: Connection) -> None:
     chat_filters.create(conn, checkfirst=True)
 
 
+def _outbox_not_before_index(conn: Connection) -> None:
+    """Version 5: an index on outbox.not_before, so each chat's newest message is found cheaply."""
+    from bot.store.schema import outbox
+
+    (index,) = (i for i in outbox.indexes if i.name == "ix_outbox_not_before")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create all tables", _create_all),
     Migration(2, "alert_states.detail", _alert_state_detail),
     Migration(3, "mutes", _mutes),
     Migration(4, "chat_filters", _chat_filters),
+    Migration(5, "ix_outbox_not_before", _outbox_not_before_index),
 )
 
 

@@ -5,13 +5,14 @@ See docs/architecture.md, "Store roles".
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from bot.model import (
     AlertState,
     ChatKind,
+    Delivery,
     DigestSchedule,
     Observation,
     OutboxItem,
@@ -64,13 +65,21 @@ class AlertLog(Protocol):
         self,
         states: Sequence[AlertState],
         transitions: Sequence[Transition],
-        deliveries: Sequence[tuple[int, str, str]],
+        deliveries: Sequence[Delivery],
         now: datetime,
-        not_before: datetime | None = None,
     ) -> int:
         """In one transaction: save states, log transitions, enqueue outbox rows.
 
-        `deliveries` are (index into `transitions`, chat id, text); returns the rows enqueued.
+        Each delivery names its transition by index and carries its own due time; returns the
+        rows enqueued.
+        """
+        ...
+
+    async def newest_due(self, chats: Collection[str], since: datetime) -> dict[str, datetime]:
+        """The newest `not_before` of each chat's messages due after `since`, in one query.
+
+        The grouping window starts from it. Resolves are left out: they edit the message they
+        resolve rather than add one. Rows of every status count; chats without one are absent.
         """
         ...
 

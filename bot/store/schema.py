@@ -100,6 +100,7 @@ outbox = Table(
     Column("sent_at", Epoch, nullable=True),
     Column("message_id", BigInteger, nullable=True),
     Index("ix_outbox_due", "status", "not_before"),
+    Index("ix_outbox_not_before", "not_before"),  # each chat's newest message (grouping window)
 )
 
 notification_log = Table(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from bot.model import (
     AlertState,
     AlertStatus,
+    Delivery,
     Transition,
     TransitionKind,
     from_epoch,
@@ -33,9 +34,8 @@ class SqlAlertLog(SqlBase):
         self,
         states: Sequence[AlertState],
         transitions: Sequence[Transition],
-        deliveries: Sequence[tuple[int, str, str]],
+        deliveries: Sequence[Delivery],
         now: datetime,
-        not_before: datetime | None = None,
     ) -> int:
         """In one transaction: save states, log transitions, enqueue outbox rows; count the rows."""
         at = to_epoch(now)
@@ -51,21 +51,22 @@ class SqlAlertLog(SqlBase):
                 )
                 ids.extend((await conn.execute(stmt, chunk)).scalars())
             outbox_rows: list[dict[str, Any]] = []
-            for index, chat_id, text in deliveries:
+            for delivery in deliveries:
+                index = delivery.transition_index
                 if not 0 <= index < len(ids):  # raising here rolls back the states and transitions
                     raise IndexError(f"delivery refers to transition {index} of {len(ids)}")
                 tr = transitions[index]
                 outbox_rows.append(
                     {
-                        "key": f"{ids[index]}:{chat_id}",
+                        "key": f"{ids[index]}:{delivery.chat_id}",
                         "transition_id": ids[index],
-                        "chat_id": str(chat_id),
+                        "chat_id": str(delivery.chat_id),
                         "rule_id": tr.rule_id,
                         "kind": str(tr.kind),
-                        "text": text,
+                        "text": delivery.text,
                         "status": PENDING,
                         "attempts": 0,
-                        "not_before": to_epoch(not_before) if not_before else at,
+                        "not_before": to_epoch(delivery.not_before),
                         "error": "",
                         "created_at": at,
                     }
@@ -73,6 +74,23 @@ class SqlAlertLog(SqlBase):
             for chunk in chunks(outbox_rows):
                 await conn.execute(insert(db.outbox), chunk)
         return len(outbox_rows)
+
+    async def newest_due(self, chats: Collection[str], since: datetime) -> dict[str, datetime]:
+        """The newest `not_before` per chat among messages due after `since`, in one query.
+
+        The chats are picked out here, not in SQL: the rows due after `since` are the window's
+        few (ix_outbox_not_before finds them), and a fan-out's thousands of chats as an IN list
+        would run into the drivers' limits on bound parameters.
+        """
+        o = db.outbox
+        query = (
+            select(o.c.chat_id, func.max(o.c.not_before))
+            .where(o.c.not_before > to_epoch(since), o.c.kind != str(TransitionKind.RESOLVED))
+            .group_by(o.c.chat_id)
+        )
+        wanted = set(chats)
+        rows = await self._fetch(query)
+        return {chat: from_epoch(newest) for chat, newest in rows if chat in wanted}
 
     async def transitions(self, limit: int = 50) -> list[Transition]:
         """Return the most recent transitions, newest first."""
