@@ -134,7 +134,8 @@ class TelegramNotifier:
                     return message_id
 
                 verdict = await self._html_or_plain(chat_id, body, call)
-                if isinstance(verdict, Refused) and "message is not modified" in verdict.reason.lower():
+                unchanged = "message is not modified" in getattr(verdict, "reason", "").lower()
+                if isinstance(verdict, Refused) and unchanged:
                     return Sent(message_id)  # it already shows this text: done
                 return verdict
             case Photo(png=png, caption=caption, thread_id=thread):
