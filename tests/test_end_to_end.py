@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from bot.app import Runtime, StartupError
-from bot.config import Settings
+from bot.config import DeliverySettings, Settings
+from bot.model import ChatKind
 from tests.harness.clock import SteppingClock
 from tests.harness.env import OTHER_SOURCES
 from tests.harness.fake_source import FakeSource
@@ -118,6 +120,28 @@ async def test_alert_resolve_and_restart_through_telegram(
         ]
         assert "Stablewatch daily digest" in after[0].text
         assert src.requests_to("/fng/")[-1].query["limit"] == "2"  # no second backfill
+
+
+async def test_a_lone_alert_leaves_within_a_second_of_its_evaluation(
+    tmp_path: Path, clock: SteppingClock
+) -> None:
+    """Leading-edge grouping: nothing holds the first alert back for the 30 s window."""
+    nov1 = datetime(2025, 11, 1, tzinfo=UTC)
+    async with FakeSource() as src, FakeTelegram(token=TOKEN) as tg:
+        src.route("GET", "/fng/", body=fng((nov1 - timedelta(days=1), 40)))
+        settings = settings_for(tmp_path, src, tg).model_copy(
+            update={"delivery": DeliverySettings(grouping_window=timedelta(seconds=30))}
+        )
+        async with running(settings, clock) as runtime:
+            await wait_first_poll(runtime)
+            await runtime.store.subscribe(7, ChatKind.PRIVATE, "Alice", clock())
+            src.route("GET", "/fng/", body=fng((nov1, 15)))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await runtime.jobs.poll(runtime.jobs.sources["fear_greed"])
+            [alert] = await tg.wait_for(1, chat_id=7, timeout=30)
+            assert loop.time() - started < 1.0
+    assert "Extreme fear" in alert.text
 
 
 async def test_console_gets_alerts_without_a_token(
