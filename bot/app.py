@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import OutboxWorker
+from bot.delivery.pacer import Pacer
 from bot.digest.job import DigestJob
 from bot.engine.ruleset import RuleSet
 from bot.jobs import Pipeline
@@ -135,7 +136,10 @@ class Runtime:
         from bot.telegram.app import build_application
         from bot.telegram.notifier import TelegramNotifier
 
-        app = build_application(self.settings.telegram, store, self.clock, service=self)
+        pacer = Pacer.from_settings(self.settings.delivery)
+        app = build_application(
+            self.settings.telegram, store, self.clock, service=self, pacer=pacer
+        )
         return TelegramNotifier(app.bot), app
 
     async def _start_telegram(self, app: TelegramApp) -> None:
