@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Notifier
 from bot.delivery.outbox import OutboxWorker
+from bot.delivery.pacer import Pacer
 from bot.digest.job import DigestJob
 from bot.engine.ruleset import RuleSet
 from bot.jobs import Pipeline
@@ -135,8 +136,12 @@ class Runtime:
         from bot.telegram.app import build_application
         from bot.telegram.notifier import TelegramNotifier
 
-        app = build_application(self.settings.telegram, store, self.clock, service=self)
-        return TelegramNotifier(app.bot), app
+        pacer = Pacer.from_settings(self.settings.delivery)
+        app = build_application(
+            self.settings.telegram, store, self.clock, service=self, pacer=pacer
+        )
+        paid = self.settings.delivery.paid_broadcast
+        return TelegramNotifier(app.bot, paid_broadcast=paid), app
 
     async def _start_telegram(self, app: TelegramApp) -> None:
         """Check the token and start polling; a refusal stops the start with one line."""

@@ -39,8 +39,6 @@ def _setup_logging(level: str) -> None:
     )
     for noisy in ("httpx", "apscheduler", "telegram.ext.Updater", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # A 429 is handed back to our outbox, which waits and retries; PTB logs it as an error.
-    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -231,6 +231,22 @@ async def test_rate_limit_throttles_above_the_rate_and_counts(
     assert (await call(http, tg, "getMe"))[0] == 200  # only sends are limited
 
 
+async def test_strict_window_allows_no_burst_beyond_the_limit_in_any_window(
+    tg: FakeTelegram, http: aiohttp.ClientSession
+) -> None:
+    tg.strict_window(3, window=60)
+    answers = [
+        await call(http, tg, "sendMessage", form={"chat_id": str(n), "text": "x"})
+        for n in range(1, 6)
+    ]
+    assert [status for status, _ in answers] == [200, 200, 200, 429, 429]
+    assert tg.throttled == 2
+    assert answers[3][1]["parameters"]["retry_after"] in range(58, 61)
+    assert (await call(http, tg, "getMe"))[0] == 200  # only sends are limited
+    tg.clear_faults()
+    assert (await call(http, tg, "sendMessage", form={"chat_id": "9", "text": "x"}))[0] == 200
+
+
 # long polling -------------------------------------------------------------------------------------
 async def test_get_updates_waits_until_an_update_arrives(
     tg: FakeTelegram, http: aiohttp.ClientSession

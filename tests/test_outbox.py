@@ -16,12 +16,12 @@ from bot.config import DeliverySettings
 from bot.delivery.console import ConsoleNotifier
 from bot.delivery.notifier import Edit, Message, Text, Verdict
 from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, plan, retry_delay
-from bot.delivery.pacer import Lane
+from bot.delivery.pacer import Lane, Pacer
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Delivery, Transition, TransitionKind
 from bot.store import Store, open_store
 from bot.telegram.notifier import TelegramNotifier
-from tests.harness.bot_app import TOKEN, running
+from tests.harness.bot_app import TOKEN, pacer_clock, running
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import MAX_TEXT_LENGTH, FakeTelegram, parse_html
 from tests.harness.store_rows import notification, pending_outbox
@@ -78,7 +78,13 @@ async def worker(
     settings: DeliverySettings = FAST,
     crash_on: str | None = None,
 ) -> AsyncIterator[tuple[OutboxWorker, Recording]]:
-    async with running(tg, store, clock) as app:
+    pacer = Pacer(
+        settings.global_rate,
+        settings.private_rate,
+        settings.group_per_minute,
+        clock=pacer_clock(clock),
+    )
+    async with running(tg, store, clock, pacer=pacer) as app:
         notifier = Recording(TelegramNotifier(app.bot), crash_on)
         yield OutboxWorker(store, notifier, clock, "w1", settings), notifier
 
@@ -370,6 +376,15 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
+def arrivals(tg: FakeTelegram, chat: str) -> list[float]:
+    """When Telegram accepted each message to a chat: the pacer works inside the bot's calls."""
+    return [
+        c.at
+        for c in tg.calls("sendMessage")
+        if str(c.params.get("chat_id")) == chat and c.status == 200
+    ]
+
+
 async def test_channels_and_supergroups_get_alerts_at_the_group_pace(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
@@ -378,12 +393,12 @@ async def test_channels_and_supergroups_get_alerts_at_the_group_pace(
     targets = ("@stablewatch_alerts", "-1001234567890")
     await enqueue(store, clock, "funding", *((chat, long) for chat in targets))
     settings = DeliverySettings(global_rate=50, private_rate=50, group_per_minute=120)
-    async with worker(tg, store, clock, settings) as (outbox, notifier):
+    async with worker(tg, store, clock, settings) as (outbox, _notifier):
         assert await outbox.drain() == 2
     for chat in targets:
         assert len(tg.sent(chat)) == 3
-        assert all(gap >= 0.49 for gap in gaps(notifier.times[chat]))
-    starts = [notifier.times[chat][0] for chat in targets]
+        assert all(gap >= 0.49 for gap in gaps(arrivals(tg, chat)))
+    starts = [arrivals(tg, chat)[0] for chat in targets]
     assert abs(starts[0] - starts[1]) < 0.4  # served side by side, not one after the other
 
 
@@ -392,10 +407,10 @@ async def test_private_chats_get_at_most_the_private_rate(
 ) -> None:
     await enqueue(store, clock, "funding", ("42", "\n".join(["y" * 1000] * 9)))
     settings = DeliverySettings(global_rate=50, private_rate=5, group_per_minute=600)
-    async with worker(tg, store, clock, settings) as (outbox, notifier):
+    async with worker(tg, store, clock, settings) as (outbox, _notifier):
         assert await outbox.drain() == 1
-    assert len(notifier.times["42"]) == 3
-    assert all(gap >= 0.19 for gap in gaps(notifier.times["42"]))
+    assert len(arrivals(tg, "42")) == 3
+    assert all(gap >= 0.19 for gap in gaps(arrivals(tg, "42")))
 
 
 async def test_the_overall_rate_keeps_telegram_from_answering_429(

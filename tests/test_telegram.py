@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ from bot.telegram.app import TelegramStartError, build_application, start_telegr
 from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
 from tests.harness.bot_app import BOT, POLL, TOKEN, running
+from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram
 
 
@@ -322,11 +324,12 @@ async def test_notifier_blocked_chat_is_gone(tg: FakeTelegram, store: Store, clo
 
 
 async def test_notifier_flood_control_gives_retry_after(
-    tg: FakeTelegram, store: Store, clock: Clock
+    tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
     tg.fail_next("sendMessage", chat_id=42, status=429, retry_after=7)
     async with notifier(tg, store, clock) as telegram:
         verdict = await send(telegram, "42", "hello")
+        clock.advance(timedelta(seconds=7))  # the pacer holds every send until then
         assert await send(telegram, "42", "hello") == Sent(1)  # the fault was for one call only
     assert isinstance(verdict, Retry) and verdict.after == 7.0
 

@@ -1,9 +1,8 @@
 """Build the PTB application and start/stop it by hand, so it shares our event loop.
 
-PTB 22.8 notes: `AIORateLimiter(max_retries=0)` paces sends (≤30/s overall, ≤20/min per group
-or channel) but re-raises every 429, so `RetryAfter` reaches the outbox, which owns retries;
-its global "halt on 429" (python-telegram-bot#5338, fixed after 22.8) is never armed with 0
-retries. It has no per-private-chat limit and logs each re-raised 429 at ERROR level.
+Every message goes through our pacer (`bot/telegram/limiter.py`) rather than PTB's
+`AIORateLimiter`, which lets bursts through its token bucket, has no per-private-chat limit and
+logs each 429 it re-raises at ERROR level.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
+    BaseRateLimiter,
     CallbackContext,
     CallbackQueryHandler,
     ChatMemberHandler,
@@ -30,7 +29,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.config import TelegramSettings
+from bot.config import DeliverySettings, TelegramSettings
+from bot.delivery.pacer import Pacer
 from bot.delivery.stage import Stage
 from bot.model import ChatKind, Clock
 from bot.store import Store
@@ -42,6 +42,7 @@ from bot.telegram.commands import (
     run_command,
     unknown_command,
 )
+from bot.telegram.limiter import PacedRateLimiter, RateLimitArgs, ReplyingUpdateProcessor
 from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
 from bot.telegram.service import Service
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # PTB's builder keeps `ExtBot[None]` in the context type even with a rate limiter; we follow it.
 Context: TypeAlias = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 TelegramApp: TypeAlias = Application[
-    ExtBot[int], Context, dict[Any, Any], dict[Any, Any], dict[Any, Any], None
+    ExtBot[RateLimitArgs], Context, dict[Any, Any], dict[Any, Any], dict[Any, Any], None
 ]
 Callback: TypeAlias = Callable[[Update, Context], Coroutine[Any, Any, None]]
 
@@ -103,15 +104,25 @@ def build_application(
     *,
     commands: tuple[Command, ...] = COMMANDS,
     service: Service | None = None,
+    pacer: Pacer | None = None,
+    rate_limiter: BaseRateLimiter[Any] | None = None,
 ) -> TelegramApp:
-    """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults."""
+    """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults.
+
+    Sends are paced by `pacer` (default: the default `[delivery]` limits); share it with
+    everything else sending with this token. `rate_limiter` replaces our limiter altogether, for
+    benchmarks that compare PTB's own.
+    """
+    if rate_limiter is None:
+        rate_limiter = PacedRateLimiter(pacer or Pacer.from_settings(DeliverySettings()))
     app: TelegramApp = (
         Application.builder()
         .token(settings.token.get_secret_value())
         .base_url(f"{settings.api_url}/bot")
         .base_file_url(f"{settings.api_url}/file/bot")
         .job_queue(None)
-        .rate_limiter(AIORateLimiter(max_retries=0))
+        .rate_limiter(rate_limiter)
+        .concurrent_updates(ReplyingUpdateProcessor())
         .defaults(
             Defaults(
                 parse_mode=ParseMode.HTML,

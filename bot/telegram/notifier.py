@@ -35,6 +35,7 @@ from bot.delivery.notifier import (
 )
 from bot.delivery.pacer import Lane
 from bot.delivery.split import to_plain
+from bot.telegram.limiter import PacedRateLimiter
 
 log = logging.getLogger(__name__)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -97,7 +98,8 @@ class TelegramNotifier:
     def __init__(self, bot: Bot, *, paid_broadcast: bool = False) -> None:
         self._bot = bot
         self._paid = paid_broadcast
-        self._paced = False  # TODO lanes once our limiter replaces AIORateLimiter
+        # the lane rides along to our limiter; PTB's own limiters take other arguments
+        self._paced = isinstance(getattr(bot, "rate_limiter", None), PacedRateLimiter)
 
     async def deliver(self, chat_id: str, message: Message, lane: Lane = Lane.BROADCAST) -> Verdict:
         """Send, edit or send a photo; HTML Telegram cannot parse goes once more as plain text."""

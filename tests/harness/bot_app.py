@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bot.config import Settings, TelegramSettings
+from bot.delivery.pacer import Pacer, loop_time
 from bot.engine.loader import load_rules
 from bot.engine.ruleset import RuleSet
 from bot.model import Clock
@@ -46,6 +47,20 @@ class FakeService:
         return not self.problems, list(self.problems)
 
 
+def pacer_clock(clock: Clock) -> Callable[[], float]:
+    """The loop's time plus however far the test stepped its clock, so a flood wait passes when
+    the test says time passed (as it does for the outbox's retry times)."""
+    if not isinstance(clock, SteppingClock):
+        return loop_time
+    start = clock.now
+    return lambda: loop_time() + (clock.now - start).total_seconds()
+
+
+def quick_pacer(clock: Clock) -> Pacer:
+    """Telegram's limits loosened a thousandfold: tests of behaviour don't wait on pacing."""
+    return Pacer(1000, 1000, 60_000, clock=pacer_clock(clock))
+
+
 def telegram_settings(tg: FakeTelegram, **overrides: Any) -> TelegramSettings:
     """Settings pointing the bot at the fake Bot API."""
     return TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url, **overrides})
@@ -58,12 +73,21 @@ async def running(
     clock: Clock | None = None,
     *,
     service: Service | None = None,
+    pacer: Pacer | None = None,
     **overrides: Any,
 ) -> AsyncIterator[TelegramApp]:
-    """The application polling the fake; the clock defaults to the service's, else a fixed one."""
+    """The application polling the fake; the clock defaults to the service's, else a fixed one.
+
+    Sends are paced by `pacer`, by default `quick_pacer`: pass `Pacer.from_settings(...)` to
+    test against Telegram's real limits.
+    """
     if clock is None:
         clock = service.now if service is not None else SteppingClock(datetime(2025, 11, 1, 12))
-    app = build_application(telegram_settings(tg, **overrides), store, clock, service=service)
+    if pacer is None:
+        stepping = service.clock if isinstance(service, FakeService) else clock
+        pacer = quick_pacer(stepping)
+    settings = telegram_settings(tg, **overrides)
+    app = build_application(settings, store, clock, service=service, pacer=pacer)
     await start_telegram(app, poll_timeout=POLL)
     try:
         yield app

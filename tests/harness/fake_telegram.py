@@ -4,12 +4,15 @@ It speaks the wire format PTB uses (form, multipart or JSON bodies; `{"ok": …}
 HTTP status PTB maps to exceptions) and keeps just enough state to look like Telegram: chats,
 per-chat message ids, pending updates with long polling, bot commands and chat members. Tests
 inject updates, read what the bot sent, and plan faults (429, 403, migrations, parse errors).
-Not modelled: webhooks, `allowed_updates` filtering (accepted, ignored), per-chat flood limits.
+Flood control is either a token bucket (`rate_limit`) or a strict sliding window
+(`strict_window`). Not modelled: webhooks, `allowed_updates` filtering (accepted, ignored),
+per-chat flood limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import html
 import itertools
@@ -20,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from aiohttp import web
 
@@ -48,7 +51,7 @@ _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)>")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#x[0-9A-Fa-f]+|lt|gt|amp|quot);")
 
 # fmt: off
-# Methods that deliver something to a chat: these are what `block` and `rate_limit` act on.
+# Methods that deliver something to a chat: what `block`, `rate_limit` and `strict_window` act on.
 SEND_METHODS = frozenset({
     "sendmessage", "sendphoto", "senddocument", "sendmediagroup", "sendchataction",
     "editmessagetext", "editmessagecaption", "editmessagereplymarkup", "copymessage",
@@ -103,6 +106,8 @@ class Call:
     params: JSON
     status: int
     files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+    """When the request was answered (the event loop's clock), for pacing tests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,24 @@ class _Bucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class _Window:
+    """At most `limit` accepted sends in any sliding `seconds`: Telegram at its limit, no slack."""
+
+    limit: int
+    seconds: float
+    stamps: collections.deque[float] = field(default_factory=collections.deque)
+
+    def take(self, now: float) -> float:
+        """Accept one send; return 0, or the seconds until the window has room again."""
+        while self.stamps and self.stamps[0] <= now - self.seconds:
+            self.stamps.popleft()
+        if len(self.stamps) < self.limit:
+            self.stamps.append(now)
+            return 0.0
+        return self.stamps[0] + self.seconds - now
 
 
 class _Signal:
@@ -325,6 +348,7 @@ class FakeTelegram:
         self._faults: list[_Fault] = []
         self._blocked: dict[str, str] = {}
         self._bucket: _Bucket | None = None
+        self._window: _Window | None = None
         self._poll_generation = 0
         self._closing = False
         self._updates_signal = _Signal()
@@ -601,10 +625,11 @@ class FakeTelegram:
         self._faults.append(_Fault(method.lower(), _chat_key(chat_id), None, seconds, times))
 
     def clear_faults(self) -> None:
-        """Forget planned faults, blocks and the rate limit."""
+        """Forget planned faults, blocks and the rate limits."""
         self._faults.clear()
         self._blocked.clear()
         self._bucket = None
+        self._window = None
 
     def block(
         self, chat_id: int | str, description: str = "Forbidden: bot was blocked by the user"
@@ -623,6 +648,11 @@ class FakeTelegram:
             return
         capacity = float(burst if burst is not None else max(1, math.ceil(per_second)))
         self._bucket = _Bucket(per_second, capacity, capacity, time.monotonic())
+
+    def strict_window(self, per_second: int | None = 30, *, window: float = 1.0) -> None:
+        """Flood control with no burst allowance: any `window` seconds hold at most `per_second`
+        accepted sends; one more is answered 429 with `retry_after`. None turns it off."""
+        self._window = None if per_second is None else _Window(per_second, window)
 
     # HTTP plumbing ------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
@@ -668,12 +698,17 @@ class FakeTelegram:
             return
         if chat is not None and chat in self._blocked:
             raise ApiError(403, self._blocked[chat])
-        if self._bucket is not None and (wait := self._bucket.take(time.monotonic())) > 0:
-            self.throttled += 1
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(
-                429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds}
-            )
+        now = time.monotonic()
+        if self._bucket is not None and (wait := self._bucket.take(now)) > 0:
+            self._throttle(wait)
+        if self._window is not None and (wait := self._window.take(now)) > 0:
+            self._throttle(wait)
+
+    def _throttle(self, wait: float) -> NoReturn:
+        """Answer 429 like Telegram: a whole number of seconds, at least one."""
+        self.throttled += 1
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the server closes so shutdown stays fast."""
