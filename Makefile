@@ -41,6 +41,7 @@ test: lint type pytest
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench.poll_cycle
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.burst
 	$(BIN)/python -m bench.digest
 	$(BIN)/python -m bench.backtest
 	$(BIN)/python -m bench.live
