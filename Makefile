@@ -42,6 +42,7 @@ bench: $(DEVSTAMP)
 	$(BIN)/python -m bench.poll_cycle
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.burst
 	$(BIN)/python -m bench.digest
 	$(BIN)/python -m bench.backtest
 	$(BIN)/python -m bench.live

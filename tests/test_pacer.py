@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections.abc import Callable
 from typing import TypeAlias
 
 import pytest
 
 from bot.config import DeliverySettings
-from bot.delivery.pacer import PRUNE_AT, Lane, Pacer, Schedule, Ticket, is_private
+from bot.delivery.pacer import CATCH_UP, PRUNE_AT, Lane, Pacer, Schedule, Ticket, is_private
 
 REPLY, BROADCAST = Lane.REPLY, Lane.BROADCAST
 Event: TypeAlias = Callable[[float], object]
@@ -52,6 +53,36 @@ def test_overall_slots_are_evenly_spaced_not_a_burst() -> None:
     granted = drain(schedule)
     assert times(granted) == [round(k / 10, 6) for k in range(30)]
     assert busiest_second(times(granted)) == 10
+
+
+def test_a_slightly_late_release_keeps_the_cadence_a_very_late_one_restarts_it() -> None:
+    schedule = Schedule(10)
+    for chat in range(1, 5):
+        schedule.join(chat, BROADCAST, False, 0.0)
+    moments = [0.0, 0.1 + CATCH_UP / 2, 0.2, 0.3 + CATCH_UP * 2]
+    for at in moments:
+        assert len(schedule.release(at)) == 1
+    assert schedule.next_release(moments[-1]) is None
+    schedule.join(5, BROADCAST, False, moments[-1])
+    assert schedule.next_release(moments[-1]) == pytest.approx(moments[-1] + 0.1)
+
+
+def test_a_fast_budget_catches_up_a_late_timer_within_the_allowance() -> None:
+    schedule = Schedule(30, paid_rate=1000)
+    for chat in range(1, 21):
+        schedule.join(chat, BROADCAST, True, 0.0)
+    assert len(schedule.release(0.0)) == 1
+    assert len(schedule.release(0.0045)) == 4  # slots 1, 2, 3 and 4 ms were due
+    assert len(schedule.release(0.02)) == 1  # 15 ms late: the cadence starts afresh
+
+
+def test_after_a_stall_every_budget_waits_an_interval_past_it() -> None:
+    schedule = Schedule(10, paid_rate=100)
+    for chat, paid in ((1, False), (2, False), (3, True), (4, True)):
+        schedule.join(chat, BROADCAST, paid, 0.0)
+    assert order([(0.0, t) for t in schedule.release(0.0)]) == ["1", "3"]
+    schedule.stall(0.05)
+    assert times(drain(schedule, 0.05)) == [0.06, 0.15]
 
 
 def test_a_caller_after_a_quiet_spell_goes_at_once_and_the_next_one_interval_later() -> None:
@@ -224,7 +255,7 @@ def simulate(schedule: Schedule, events: list[tuple[float, Event]]) -> list[tupl
 
 def test_random_traffic_never_breaks_a_limit() -> None:
     rng = random.Random(7)
-    schedule = Schedule(30, private_rate=1, group_per_minute=20)
+    schedule = Schedule(29.4, private_rate=1, group_per_minute=20)
     chats: list[int | str] = [*range(1, 40), *range(-60, -50), "@news"]
     holds: list[tuple[float, float, int | str | None]] = []
 
@@ -343,6 +374,25 @@ async def test_a_hold_on_one_group_lets_the_others_through() -> None:
         group.create_task(send("free", -600))
     assert clock.names() == ["free", "held"]
     assert clock.log[1][1] - start >= 0.2
+
+
+async def test_a_stuck_loop_after_a_grant_pushes_the_next_turn_past_it() -> None:
+    """The caller just granted is held up (say, by a full garbage collection) and sends late:
+    the next caller waits a whole interval after that, not merely after the grant."""
+    clock = Readings()
+    pacer = Pacer(20, private_rate=100, clock=clock)
+
+    async def send(name: str, chat: int, stuck: float = 0.0) -> None:
+        await pacer.turn(chat)
+        time.sleep(stuck)  # noqa: ASYNC251 -- blocks the loop, as a long collection would
+        clock.note(name)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(send("first", 1))
+        group.create_task(send("stuck", 2, stuck=0.04))
+        group.create_task(send("next", 3))
+    assert clock.names() == ["first", "stuck", "next"]
+    assert clock.gaps()[1] >= 1 / 20 - LATE
 
 
 async def test_a_cancelled_caller_gives_its_place_to_the_next() -> None:

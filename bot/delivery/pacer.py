@@ -4,10 +4,12 @@ Telegram counts every message a bot sends, whatever the code path: about 30 a se
 one a second per private chat, 20 a minute per group or channel, more with paid broadcasts.
 `Schedule` is the bookkeeping (who may go when, given the time) and does no I/O, so it is tested
 with numbers; `Pacer` puts it on the event loop with one timer. Overall slots are granted one at
-a time, `1 / rate` apart from the previous grant, so no second ever holds more than the rate
-(a token bucket would let a burst through). Only a chat whose own next slot has come competes
-for an overall slot, so a chat waiting for its turn never holds up the others; among those,
-replies go before broadcasts and each lane is first come, first served.
+a time, `1 / rate` apart, so no second holds more than the rate (a token bucket would let a
+burst through); a timer that fires a few milliseconds late does not cost a slot (`CATCH_UP`),
+and a stuck loop, which may have held a send back, costs one (`STALL`).
+Only a chat whose own next slot has come competes for an overall slot, so a chat waiting for its
+turn never holds up the others; among those, replies go before broadcasts and each lane is first
+come, first served.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from bot.config import DeliverySettings
 
 PRUNE_AT = 1024
 """Forget idle chats once this many are known (and again each time the count doubles)."""
+CATCH_UP = 0.005
+"""A slot granted at most this late (the event loop's lag) keeps the cadence; a later one, or the
+first after a quiet spell, starts it afresh. So n + 1 sends span at least n / rate - CATCH_UP."""
+STALL = 0.010
+"""The loop stuck longer than this (a full garbage collection, a long callback) may have held back
+a send just granted, which then leaves right before the next: the next slot moves an interval
+past the stall. Shorter hiccups are left to the margin between the rate and Telegram's limit."""
 
 
 class Lane(enum.IntEnum):
@@ -159,15 +168,18 @@ class Schedule:
         if state.waiting:
             heapq.heappush(self._timers, (state.next, key))
 
+    def stall(self, now: float) -> None:
+        """The event loop was stuck until `now` (a long callback, a full garbage collection): a
+        send granted before it may only be leaving now, so the next one waits an interval."""
+        for budget in self._budgets():
+            budget.next = max(budget.next, now + budget.interval)
+
     def release(self, now: float) -> list[Ticket]:
-        """Grant every turn due at `now`: at most one per overall budget."""
+        """Grant every turn due at `now`: one per budget, more only to catch up a late timer."""
         self._wake_chats(now)
         granted: list[Ticket] = []
         for budget in self._budgets():
-            if budget.next > now:
-                continue
-            ticket = self._pop_ready(budget, now)
-            if ticket is not None:
+            while budget.next <= now and (ticket := self._pop_ready(budget, now)) is not None:
                 self._grant(ticket, budget, now)
                 granted.append(ticket)
         return granted
@@ -244,7 +256,8 @@ class Schedule:
 
     def _grant(self, ticket: Ticket, budget: _Budget, now: float) -> None:
         ticket.granted, ticket.gone = now, True
-        budget.next = now + budget.interval
+        late = now - budget.next
+        budget.next = (budget.next if late <= CATCH_UP else now) + budget.interval
         if ticket.chat is None:
             return
         state = self._chats[ticket.chat]
@@ -307,16 +320,28 @@ class Pacer:
         """Telegram answered 429: pause that chat, or everything (None), for `seconds`."""
         self._schedule.hold(seconds, chat, self._clock())
 
-    def _run(self) -> None:
-        """Wake the callers whose turn has come and set the timer for the next one."""
+    def _run(self, late: float = 0.0) -> None:
+        """Wake the callers whose turn has come and set the timer for the next look.
+
+        `late` is how long after its time the timer fired; a timer still waiting past its time
+        shows the same: the loop was stuck, maybe holding back a send just granted.
+        """
         now = self._clock()
+        overdue = now - self._timer_at if self._timer is not None else 0.0
+        if max(late, overdue) > STALL:
+            self._schedule.stall(now)
+            if self._timer is not None:
+                self._timer_at = now  # counted; the overdue timer still fires
         for ticket in self._schedule.release(now):
             future = self._waiting.pop(ticket, None)
             if future is not None and not future.done():
                 future.set_result(None)
         wake = self._schedule.next_release(now)
-        if wake is None or wake >= self._timer_at:
-            return  # nobody waits, or the timer already fires early enough
+        if wake is None:
+            return  # nobody waits
+        wake = min(wake, now + CATCH_UP)  # look in often while callers wait, to notice stalls
+        if wake >= self._timer_at:
+            return  # the timer already fires early enough
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
@@ -324,5 +349,6 @@ class Pacer:
         self._timer_at = wake
 
     def _on_timer(self) -> None:
+        late = self._clock() - self._timer_at
         self._timer, self._timer_at = None, math.inf
-        self._run()
+        self._run(late)
