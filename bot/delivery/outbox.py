@@ -26,6 +26,7 @@ from bot.store import Audience, OutboxQueue
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
+"""Every this many failed tries of one message, a warning says it is still not out."""
 BATCH = 200
 MAX_INLINE_RETRIES = 5
 
@@ -187,12 +188,22 @@ class OutboxWorker:
             await self._mark_sent(unit)
             return len(unit.rows)
         reason = getattr(verdict, "reason", str(verdict))
-        if not isinstance(verdict, Retry) or unit.attempts + 1 >= MAX_ATTEMPTS:
+        if not isinstance(verdict, Retry):
             log.warning("delivery to %s given up: %s", unit.chat, reason)
             await self._mark_failed(unit, reason, None)
             return 0
+        # Telegram may take it later: the row stays, backing off up to 10 minutes between tries
         wait = timedelta(seconds=verdict.after) if verdict.after else retry_delay(unit.attempts)
-        log.info("delivery to %s deferred %ss: %s", unit.chat, int(wait.total_seconds()), reason)
+        tries = unit.attempts + 1
+        level = logging.WARNING if tries % MAX_ATTEMPTS == 0 else logging.INFO
+        log.log(
+            level,
+            "delivery to %s failed %d time(s), next try in %ss: %s",
+            unit.chat,
+            tries,
+            int(wait.total_seconds()),
+            reason,
+        )
         unit.retry_at = self.clock() + wait
         await self._mark_failed(unit, reason, unit.retry_at)
         return 0
