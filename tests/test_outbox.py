@@ -401,8 +401,10 @@ async def test_channels_and_supergroups_get_alerts_at_the_group_pace(
         assert await outbox.drain() == 2
     for chat in targets:
         assert len(tg.sent(chat)) == 3
-        # spaced 0.5 s at the pacer; arrival times carry a few ms of loopback jitter
-        assert all(gap >= 0.45 for gap in gaps(arrivals(tg, chat))), gaps(arrivals(tg, chat))
+        # spaced 0.5 s at the pacer; arrival times carry loopback and scheduling jitter, which
+        # does not add up over the span (unpaced, three sends land within a few ms)
+        times = arrivals(tg, chat)
+        assert times[-1] - times[0] >= 0.9 and min(gaps(times)) >= 0.35, gaps(times)
     starts = [arrivals(tg, chat)[0] for chat in targets]
     assert abs(starts[0] - starts[1]) < 0.4  # served side by side, not one after the other
 
@@ -415,7 +417,8 @@ async def test_private_chats_get_at_most_the_private_rate(
     async with worker(tg, store, clock, settings) as (outbox, _notifier):
         assert await outbox.drain() == 1
     assert len(arrivals(tg, "42")) == 3
-    assert all(gap >= 0.17 for gap in gaps(arrivals(tg, "42"))), gaps(arrivals(tg, "42"))
+    times = arrivals(tg, "42")  # 0.2 s apart at the pacer, with arrival jitter
+    assert times[-1] - times[0] >= 0.36 and min(gaps(times)) >= 0.14, gaps(times)
 
 
 async def test_the_overall_rate_keeps_telegram_from_answering_429(
