@@ -33,6 +33,9 @@ STALL = 0.010
 """The loop stuck longer than this (a full garbage collection, a long callback) may have held back
 a send just granted, which then leaves right before the next: the next slot moves an interval
 past the stall. Shorter hiccups are left to the margin between the rate and Telegram's limit."""
+WATCH = 0.1
+"""How long after a grant the pacer keeps watching for stalls when nobody waits: a send normally
+leaves within milliseconds of its turn."""
 
 
 class Lane(enum.IntEnum):
@@ -284,6 +287,7 @@ class Pacer:
         self._waiting: dict[Ticket, asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._granted_at = -math.inf
 
     @classmethod
     def from_settings(cls, settings: DeliverySettings) -> Pacer:
@@ -333,13 +337,15 @@ class Pacer:
             if self._timer is not None:
                 self._timer_at = now  # counted; the overdue timer still fires
         for ticket in self._schedule.release(now):
+            self._granted_at = now
             future = self._waiting.pop(ticket, None)
             if future is not None and not future.done():
                 future.set_result(None)
         wake = self._schedule.next_release(now)
-        if wake is None:
-            return  # nobody waits
-        wake = min(wake, now + CATCH_UP)  # look in often while callers wait, to notice stalls
+        if wake is None and now - self._granted_at > WATCH:
+            return  # nobody waits and nothing was just sent
+        # Look in often while callers wait or a send may be leaving, to notice a stuck loop.
+        wake = min(wake if wake is not None else math.inf, now + CATCH_UP)
         if wake >= self._timer_at:
             return  # the timer already fires early enough
         if self._timer is not None:
