@@ -647,7 +647,7 @@ class FakeTelegram:
         capacity = float(burst if burst is not None else max(1, math.ceil(per_second)))
         self._bucket = _Bucket(per_second, capacity, capacity, time.monotonic())
 
-    def strict_window(self, per_second: int | None = 30, *, window: float = 1.0) -> None:
+    def strict_window(self, per_second: int | None = 30, window: float = 1.0) -> None:
         """Flood control with no burst allowance: any `window` seconds hold at most `per_second`
         accepted sends; one more is answered 429 with `retry_after`. None turns it off."""
         self._window = None if per_second is None else _Window(per_second, window)
