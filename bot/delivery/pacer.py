@@ -172,8 +172,7 @@ class Schedule:
             heapq.heappush(self._timers, (state.next, key))
 
     def stall(self, now: float) -> None:
-        """The event loop was stuck until `now` (a long callback, a full garbage collection): a
-        send granted before it may only be leaving now, so the next one waits an interval."""
+        """The loop was stuck until `now`: a send granted before may only be leaving now."""
         for budget in self._budgets():
             budget.next = max(budget.next, now + budget.interval)
 
@@ -325,11 +324,7 @@ class Pacer:
         self._schedule.hold(seconds, chat, self._clock())
 
     def _run(self, late: float = 0.0) -> None:
-        """Wake the callers whose turn has come and set the timer for the next look.
-
-        `late` is how long after its time the timer fired; a timer still waiting past its time
-        shows the same: the loop was stuck, maybe holding back a send just granted.
-        """
+        """Note a stuck loop (timer `late` or overdue), wake whoever's turn came, set the timer."""
         now = self._clock()
         overdue = now - self._timer_at if self._timer is not None else 0.0
         if max(late, overdue) > STALL:
