@@ -395,6 +395,19 @@ async def test_a_stuck_loop_after_a_grant_pushes_the_next_turn_past_it() -> None
     assert clock.gaps()[1] >= 1 / 20 - LATE
 
 
+async def test_a_stuck_loop_right_after_a_send_delays_the_next_caller_too() -> None:
+    """Nobody waits while the loop is stuck (replies come one update at a time), yet the send
+    just granted may have left only at the end: the next one keeps an interval from there."""
+    clock = Readings()
+    pacer = Pacer(20, private_rate=100, clock=clock)
+    await pacer.turn(1)
+    time.sleep(0.04)  # noqa: ASYNC251 -- the loop is stuck right after the grant
+    clock.note("stuck")
+    await pacer.turn(2)
+    clock.note("next")
+    assert clock.gaps()[0] >= 1 / 20 - LATE
+
+
 async def test_a_cancelled_caller_gives_its_place_to_the_next() -> None:
     clock = Readings()
     pacer = Pacer(10, private_rate=100, clock=clock)

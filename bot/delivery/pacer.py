@@ -33,6 +33,9 @@ STALL = 0.010
 """The loop stuck longer than this (a full garbage collection, a long callback) may have held back
 a send just granted, which then leaves right before the next: the next slot moves an interval
 past the stall. Shorter hiccups are left to the margin between the rate and Telegram's limit."""
+WATCH = 0.1
+"""How long after a grant the pacer keeps watching for stalls when nobody waits: a send normally
+leaves within milliseconds of its turn."""
 
 
 class Lane(enum.IntEnum):
@@ -169,8 +172,7 @@ class Schedule:
             heapq.heappush(self._timers, (state.next, key))
 
     def stall(self, now: float) -> None:
-        """The event loop was stuck until `now` (a long callback, a full garbage collection): a
-        send granted before it may only be leaving now, so the next one waits an interval."""
+        """The loop was stuck until `now`: a send granted before may only be leaving now."""
         for budget in self._budgets():
             budget.next = max(budget.next, now + budget.interval)
 
@@ -284,6 +286,7 @@ class Pacer:
         self._waiting: dict[Ticket, asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._granted_at = -math.inf
 
     @classmethod
     def from_settings(cls, settings: DeliverySettings) -> Pacer:
@@ -321,11 +324,7 @@ class Pacer:
         self._schedule.hold(seconds, chat, self._clock())
 
     def _run(self, late: float = 0.0) -> None:
-        """Wake the callers whose turn has come and set the timer for the next look.
-
-        `late` is how long after its time the timer fired; a timer still waiting past its time
-        shows the same: the loop was stuck, maybe holding back a send just granted.
-        """
+        """Note a stuck loop (timer `late` or overdue), wake whoever's turn came, set the timer."""
         now = self._clock()
         overdue = now - self._timer_at if self._timer is not None else 0.0
         if max(late, overdue) > STALL:
@@ -333,13 +332,15 @@ class Pacer:
             if self._timer is not None:
                 self._timer_at = now  # counted; the overdue timer still fires
         for ticket in self._schedule.release(now):
+            self._granted_at = now
             future = self._waiting.pop(ticket, None)
             if future is not None and not future.done():
                 future.set_result(None)
         wake = self._schedule.next_release(now)
-        if wake is None:
-            return  # nobody waits
-        wake = min(wake, now + CATCH_UP)  # look in often while callers wait, to notice stalls
+        if wake is None and now - self._granted_at > WATCH:
+            return  # nobody waits and nothing was just sent
+        # Look in often while callers wait or a send may be leaving, to notice a stuck loop.
+        wake = min(wake if wake is not None else math.inf, now + CATCH_UP)
         if wake >= self._timer_at:
             return  # the timer already fires early enough
         if self._timer is not None:

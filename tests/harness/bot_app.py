@@ -48,8 +48,7 @@ class FakeService:
 
 
 def pacer_clock(clock: Clock) -> Callable[[], float]:
-    """The loop's time plus however far the test stepped its clock, so a flood wait passes when
-    the test says time passed (as it does for the outbox's retry times)."""
+    """The loop's time plus however far the test stepped its clock: flood waits pass with it."""
     if not isinstance(clock, SteppingClock):
         return loop_time
     start = clock.now

@@ -649,9 +649,8 @@ class FakeTelegram:
         capacity = float(burst if burst is not None else max(1, math.ceil(per_second)))
         self._bucket = _Bucket(per_second, capacity, capacity, time.monotonic())
 
-    def strict_window(self, per_second: int | None = 30, *, window: float = 1.0) -> None:
-        """Flood control with no burst allowance: any `window` seconds hold at most `per_second`
-        accepted sends; one more is answered 429 with `retry_after`. None turns it off."""
+    def strict_window(self, per_second: int | None = 30, window: float = 1.0) -> None:
+        """Telegram at its limit, no burst: past `per_second` sends in any `window` seconds, 429."""
         self._window = None if per_second is None else _Window(per_second, window)
 
     # HTTP plumbing ------------------------------------------------------------------------------
