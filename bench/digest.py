@@ -21,7 +21,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import DigestSettings, TelegramSettings
+from bot.config import DeliverySettings, DigestSettings, TelegramSettings
+from bot.delivery.pacer import Pacer
 from bot.digest.job import Composer, DigestJob
 from bot.digest.schedule import schedule_new_digests
 from bot.model import ChatKind, Observation
@@ -82,7 +83,8 @@ async def fan_out(store: Store, chats: int, limit: float, rate: float) -> dict[s
     await schedule_new_digests(store, digest.time, digest.timezone, AT - timedelta(hours=1))
     async with FakeTelegram(token=TOKEN) as tg:
         settings = TelegramSettings.model_validate({"token": TOKEN, "api_url": tg.api_url})
-        app = build_application(settings, store, lambda: AT)
+        pacer = Pacer.from_settings(DeliverySettings(global_rate=rate))
+        app = build_application(settings, store, lambda: AT, pacer=pacer)
         await start_telegram(app, poll_timeout=1.0)
         job = DigestJob(store, TelegramNotifier(app.bot), lambda: AT, ["btc", "eth"], digest, list)
         tg.rate_limit(per_second=limit)
@@ -136,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chats", type=int, default=500)
     parser.add_argument("--limit", type=float, default=30.0, help="the fake's messages a second")
-    parser.add_argument("--rate", type=float, default=28.0, help="the pacer's global_rate")
+    parser.add_argument("--rate", type=float, default=DeliverySettings().global_rate)
     args = parser.parse_args()
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     logging.basicConfig(level=logging.WARNING)
