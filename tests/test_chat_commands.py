@@ -14,6 +14,8 @@ from tests.harness.bot_app import BOT, RULES, TOKEN, FakeService, ask, running
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
 
+pytestmark = pytest.mark.slow  # PTB round trips through the fake Bot API
+
 
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:

@@ -25,6 +25,8 @@ from tests.harness.bot_app import BOT, POLL, TOKEN, running
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram
 
+pytestmark = pytest.mark.slow  # PTB round trips through the fake Bot API
+
 
 @pytest.fixture(autouse=True)
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
