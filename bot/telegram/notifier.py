@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any, TypeAlias
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
@@ -35,7 +34,7 @@ from bot.delivery.notifier import (
 )
 from bot.delivery.pacer import Lane
 from bot.delivery.split import to_plain
-from bot.telegram.limiter import PacedRateLimiter
+from bot.telegram.limiter import PacedRateLimiter, seconds
 
 log = logging.getLogger(__name__)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -47,11 +46,6 @@ _GONE = ("chat not found", "bot was kicked", "user is deactivated", "chat was de
 def _target(chat_id: str) -> int | str:
     """Numeric ids go out as numbers; `@channelname` stays a string."""
     return int(chat_id) if _NUMERIC_ID.fullmatch(chat_id) else chat_id
-
-
-def _seconds(value: int | float | timedelta) -> float:
-    """`RetryAfter.retry_after` is an int, or a timedelta with `PTB_TIMEDELTA=true`."""
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def is_parse_error(exc: BadRequest) -> bool:
@@ -82,7 +76,7 @@ def verdict_of(exc: TelegramError) -> Verdict:
     if isinstance(exc, ChatMigrated):
         return Moved(exc.new_chat_id, f"the group became supergroup {exc.new_chat_id}")
     if isinstance(exc, RetryAfter):
-        wait = _seconds(exc.retry_after)
+        wait = seconds(exc.retry_after)
         return Retry(f"Telegram flood control: retry in {wait:g}s", wait)
     if isinstance(exc, InvalidToken):
         # Every chat fails alike; keep the messages queued until the token is fixed.
