@@ -6,13 +6,16 @@ Plain helpers live in tests/harness/ so test modules never import from each othe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.store import Store, open_store
+from tests.harness.bot_app import BOT, TOKEN
 from tests.harness.clock import SteppingClock
+from tests.harness.fake_telegram import FakeTelegram
 
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
@@ -20,6 +23,20 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 @pytest.fixture
 def clock() -> SteppingClock:
     return SteppingClock(datetime(2025, 11, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API on loopback, for the real python-telegram-bot application to talk to."""
+    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh SQLite store in the test's own folder."""
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
+        yield opened
 
 
 @pytest.fixture

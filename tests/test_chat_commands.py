@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.model import AlertState, AlertStatus, ChatKind, SourceHealth, Transition, TransitionKind
-from bot.store import Store, open_store
-from tests.harness.bot_app import BOT, RULES, TOKEN, FakeService, ask, running
+from bot.store import Store
+from tests.harness.bot_app import BOT, RULES, FakeService, ask, running
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
 
 pytestmark = pytest.mark.slow  # PTB round trips through the fake Bot API
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
-        yield server
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
-        yield opened
 
 
 @pytest.fixture

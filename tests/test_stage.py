@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
@@ -12,22 +11,10 @@ from bot.delivery.notifier import Gone, Refused, Retry, Sent, Text
 from bot.delivery.pacer import Lane
 from bot.delivery.stage import Stage
 from bot.model import ChatKind, Clock
-from bot.store import Store, open_store
+from bot.store import Store
 from bot.telegram.notifier import TelegramNotifier
-from tests.harness.bot_app import BOT, TOKEN, running
+from tests.harness.bot_app import running
 from tests.harness.fake_telegram import FakeTelegram
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
-        yield server
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
-        yield opened
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,7 +16,7 @@ from bot.config import TelegramSettings
 from bot.delivery.notifier import Edit, Gone, Moved, Photo, Refused, Retry, Sent, Text, Verdict
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Clock
-from bot.store import Store, open_store
+from bot.store import Store
 from bot.telegram.app import TelegramStartError, build_application, start_telegram
 from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
@@ -32,18 +31,6 @@ pytestmark = pytest.mark.slow  # PTB round trips through the fake Bot API
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     """PTB warns on int durations unless opted in to timedelta; the suite turns warnings to errors."""
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
-        yield server
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
-        yield opened
 
 
 async def _active(store: Store) -> dict[int, tuple[ChatKind, str]]:
