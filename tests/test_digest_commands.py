@@ -11,18 +11,12 @@ import pytest
 from bot.digest.schedule import schedule_new_digests
 from bot.model import OFF, ChatKind
 from bot.store import Store, open_store
-from tests.harness.bot_app import BOT, TOKEN, FakeService, ask, running
+from tests.harness.bot_app import BOT, FakeService, ask, running
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.market import START, load_market
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from bot.delivery.outbox import MAX_ATTEMPTS, OutboxWorker, plan, retry_delay
 from bot.delivery.pacer import Lane, Pacer
 from bot.delivery.split import to_plain
 from bot.model import ChatKind, Delivery, Transition, TransitionKind
-from bot.store import Store, open_store
+from bot.store import Store
 from bot.telegram.notifier import TelegramNotifier
 from tests.harness.bot_app import TOKEN, pacer_clock, running
 from tests.harness.clock import SteppingClock
@@ -37,12 +36,6 @@ PARSE_ERROR = "Bad Request: can't parse entities: Unsupported start tag"
 async def tg() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram(token=TOKEN) as server:
         yield server
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
-        yield opened
 
 
 class Recording:

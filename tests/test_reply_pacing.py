@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from bot.config import DeliverySettings
 from bot.delivery.pacer import Lane, Pacer
 from bot.model import Clock
-from bot.store import Store, open_store
+from bot.store import Store
 from bot.telegram.limiter import RateLimitArgs
 from tests.harness.bot_app import BOT, TOKEN, ask, running
 from tests.harness.fake_telegram import FakeTelegram
@@ -26,12 +25,6 @@ async def tg() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram(token=TOKEN, bot_username=BOT) as server:
         server.strict_window(TELEGRAM_LIMIT, window=1.0)
         yield server
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as opened:
-        yield opened
 
 
 def production_pacer() -> Pacer:
