@@ -66,6 +66,29 @@ class TelegramSettings(_Section):
     access: Literal["open", "allowlist"] = "open"
     allowed_chat_ids: list[int] = Field(default_factory=list)
     channels: list[str] = Field(default_factory=list)
+    mode: Literal["polling", "webhook"] = "polling"
+    """Long-poll `getUpdates` (the default) or receive updates on the HTTP server's webhook."""
+    webhook_url: str = ""
+    """The public HTTPS address Telegram posts to; it must reach `/telegram/webhook`."""
+    webhook_secret: SecretStr = SecretStr("")
+    """Sent by Telegram in `X-Telegram-Bot-Api-Secret-Token`; 1-256 of A-Z a-z 0-9 _ -."""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("expected 1-256 characters from A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> TelegramSettings:
+        if self.mode == "webhook" and self.token.get_secret_value():
+            if not self.webhook_url.startswith("https://"):
+                raise ValueError("webhook mode needs telegram.webhook_url, an https:// address")
+            if not self.webhook_secret.get_secret_value():
+                raise ValueError("webhook mode needs telegram.webhook_secret")
+        return self
 
     @field_validator("api_url")
     @classmethod
@@ -256,6 +279,44 @@ class DeliverySettings(_Section):
     """Messages a second overall for paid broadcasts; Telegram allows up to 1000."""
 
 
+class HttpSettings(_Section):
+    """The bot's own HTTP server: health, readiness, metrics, and later the webhook and Mini App."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+    """0 picks a free port (tests); the log line says which."""
+    public_url: str = ""
+    """The HTTPS address the server is reachable at from outside (Mini App)."""
+
+
+class HaSettings(_Section):
+    """Leader lease on PostgreSQL: one replica polls, evaluates and sends; the others stand by."""
+
+    lease: Duration = timedelta(seconds=15)
+
+    @field_validator("lease")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=3):
+            raise ValueError("expected at least 3s (the leader renews every third of it)")
+        return value
+
+
+class HeartbeatSettings(_Section):
+    """Dead man's switch: a URL fetched while the bot is healthy (healthchecks.io, Uptime Kuma)."""
+
+    url: str = ""
+    interval: Duration = timedelta(minutes=5)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+
 class LogSettings(_Section):
     """How much the bot says on the console."""
 
@@ -282,6 +343,9 @@ class Settings(BaseSettings):
     etf: EtfSettings = Field(default_factory=EtfSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ha: HaSettings = Field(default_factory=HaSettings)
+    heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -304,7 +368,7 @@ def _describe(error: Any) -> str:
         return f"{key}: unknown setting (check the spelling against {DEFAULT_CONFIG})"
     if "found" not in message and "input" in error:
         found = error["input"]
-        shown = "***" if "token" in key or "api_key" in key else repr(found)
+        shown = "***" if any(w in key for w in ("token", "api_key", "secret")) else repr(found)
         return f"{key}: {message}, found {shown}"
     return f"{key}: {message}"
 
