@@ -70,12 +70,26 @@ def _outbox_not_before_index(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _leadership(conn: Connection) -> None:
+    """Version 6: the leader lease, Telegram updates already handled, source-down notices."""
+    from sqlalchemy import inspect
+
+    from bot.store.schema import leader_lease, telegram_updates
+
+    leader_lease.create(conn, checkfirst=True)
+    telegram_updates.create(conn, checkfirst=True)
+    columns = {c["name"] for c in inspect(conn).get_columns("source_health")}
+    if "down_notified_at" not in columns:
+        conn.execute(text("ALTER TABLE source_health ADD COLUMN down_notified_at BIGINT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create all tables", _create_all),
     Migration(2, "alert_states.detail", _alert_state_detail),
     Migration(3, "mutes", _mutes),
     Migration(4, "chat_filters", _chat_filters),
     Migration(5, "ix_outbox_not_before", _outbox_not_before_index),
+    Migration(6, "leader_lease, telegram_updates, source_health.down_notified_at", _leadership),
 )
 
 

@@ -138,4 +138,21 @@ source_health = Table(
     Column("last_error", Text, nullable=False, default=""),
     Column("last_error_at", Epoch, nullable=True),
     Column("failures", Integer, nullable=False, default=0),
+    Column("down_notified_at", Epoch, nullable=True),  # admins told it is down; NULL once back
+)
+
+leader_lease = Table(
+    "leader_lease",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),  # grows with every takeover: the fencing token
+    Column("expires_at", Float(precision=53), nullable=False),  # the database's clock, seconds
+)
+
+telegram_updates = Table(
+    "telegram_updates",
+    metadata,
+    Column("update_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seen_at", Epoch, nullable=False),
 )
