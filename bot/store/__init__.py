@@ -12,26 +12,42 @@ from typing import Protocol
 from bot.store.roles import (
     AlertLog,
     Audience,
+    Deposed,
     DigestSchedules,
+    Leases,
+    LeaseView,
     Observations,
     OutboxQueue,
     SourceHealthLog,
+    UpdateLog,
 )
 
 __all__ = [
     "AlertLog",
     "Audience",
+    "Deposed",
     "DigestSchedules",
+    "LeaseView",
+    "Leases",
     "Observations",
     "OutboxQueue",
     "SourceHealthLog",
     "Store",
+    "UpdateLog",
     "open_store",
 ]
 
 
 class Store(
-    Observations, AlertLog, OutboxQueue, Audience, DigestSchedules, SourceHealthLog, Protocol
+    Observations,
+    AlertLog,
+    OutboxQueue,
+    Audience,
+    DigestSchedules,
+    SourceHealthLog,
+    Leases,
+    UpdateLog,
+    Protocol,
 ):
     """Every role at once, plus the schema and the connections, for code that wires them."""
 

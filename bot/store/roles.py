@@ -6,6 +6,7 @@ See docs/architecture.md, "Store roles".
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +21,55 @@ from bot.model import (
     Subscription,
     Transition,
 )
+
+
+class Deposed(RuntimeError):
+    """A write carried a lease epoch that is no longer current: another replica leads now."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """A lease as the database sees it: holder, epoch, seconds left (negative once lapsed)."""
+
+    holder: str
+    epoch: int
+    left: float
+
+
+class Leases(Protocol):
+    """Leader election by compare-and-set on a lease row, with an epoch as the fencing token."""
+
+    async def hold_lease(self, name: str, holder: str, epoch: int | None, ttl: float) -> int | None:
+        """Renew our term or take a lapsed lease; the epoch we hold, or None if another does."""
+        ...
+
+    async def release_lease(self, name: str, holder: str, epoch: int) -> bool:
+        """Let our lease lapse now so a standby need not wait out the term."""
+        ...
+
+    async def lease(self, name: str) -> LeaseView | None:
+        """Read a lease: holder, epoch and seconds left."""
+        ...
+
+    def fence(self, lease: str, epoch: int | None) -> None:
+        """Refuse every later write unless `lease` is still at `epoch` (None: stop checking)."""
+        ...
+
+    async def ping(self) -> None:
+        """One round trip to the database."""
+        ...
+
+
+class UpdateLog(Protocol):
+    """Telegram updates already handled, so a new leader does not handle them twice."""
+
+    async def first_sight(self, update_id: int, now: datetime) -> bool:
+        """Record an update as handled; False when it already was."""
+        ...
+
+    async def forget_updates(self, before: datetime) -> int:
+        """Drop ids recorded before `before`."""
+        ...
 
 
 class Observations(Protocol):

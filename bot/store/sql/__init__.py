@@ -6,8 +6,10 @@ from bot.store.sql.alerts import SqlAlertLog
 from bot.store.sql.audience import SqlAudience
 from bot.store.sql.digests import SqlDigestSchedules
 from bot.store.sql.health import SqlSourceHealthLog
+from bot.store.sql.lease import SqlLeases
 from bot.store.sql.observations import SqlObservations
 from bot.store.sql.outbox import SqlOutboxQueue
+from bot.store.sql.updates import SqlUpdateLog
 
 __all__ = ["SqlStore"]
 
@@ -19,5 +21,7 @@ class SqlStore(
     SqlAudience,
     SqlDigestSchedules,
     SqlSourceHealthLog,
+    SqlLeases,
+    SqlUpdateLog,
 ):
     """The one `Store` implementation, for SQLite and PostgreSQL alike."""

@@ -5,18 +5,20 @@ Dialect differences (upserts, SQLite's write lock and pragmas) stay in this modu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row, Table, event
+from sqlalchemy import Connection, Executable, Row, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.model import Clock, from_epoch, system_clock, to_epoch
 from bot.store import migrations
+from bot.store.roles import Deposed
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 """An outbox row's status."""
@@ -62,6 +64,34 @@ def _prepare_sqlite(url: URL, engine: AsyncEngine) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
 
 
+class _FencedWriter:
+    """Begins write transactions; once fenced, each first checks the lease is still our epoch.
+
+    On PostgreSQL the check reads the lease row `FOR SHARE`, so a takeover (which updates that
+    row) waits for our transaction to end: a write either commits inside our term or is refused.
+    """
+
+    def __init__(self, engine: AsyncEngine, dialect: str) -> None:
+        self._engine = engine
+        self._lock = " FOR SHARE" if dialect == "postgresql" else ""
+        self.fence: tuple[str, int] | None = None
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            if self.fence is not None:
+                await self._check(conn, *self.fence)
+            yield conn
+
+    async def _check(self, conn: AsyncConnection, name: str, epoch: int) -> None:
+        query = text(f"SELECT epoch FROM leader_lease WHERE name = :name{self._lock}")
+        held = (await conn.execute(query, {"name": name})).scalar()
+        if held != epoch:
+            raise Deposed(
+                f"the {name} lease is at epoch {held}, this replica's write carries {epoch}"
+            )
+
+
 class SqlBase:
     """Owns the engine and the statement helpers the role mixins build on."""
 
@@ -74,10 +104,15 @@ class SqlBase:
         self._engine = create_async_engine(parsed)
         # Writers take SQLite's write lock up front: a deferred transaction that reads and then
         # writes fails with "database is locked" instead of waiting when another writer got there.
-        self._writer = self._engine
+        writer = self._engine
         if self._dialect == "sqlite":
             _prepare_sqlite(parsed, self._engine)
-            self._writer = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            writer = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        self._writer = _FencedWriter(writer, self._dialect)
+
+    def fence(self, lease: str, epoch: int | None) -> None:
+        """Refuse every later write unless `lease` is still at `epoch` (None: stop checking)."""
+        self._writer.fence = None if epoch is None else (lease, epoch)
 
     @property
     def engine(self) -> AsyncEngine:
