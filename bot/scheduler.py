@@ -16,11 +16,13 @@ JobFn = Callable[[], Awaitable[Any]]
 class Scheduler:
     """Owns the scheduler and the set of running jobs, so stop can let them finish."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: Callable[[Exception], str | None] = lambda _exc: None) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._quiet = quiet
+        """Names an expected failure (store down, replica deposed) in a line, without traceback."""
 
     def _tracked(self, name: str, fn: JobFn) -> JobFn:
         """Run the job in its own task, shielded, so a scheduler shutdown cannot cut it midway."""
@@ -28,14 +30,23 @@ class Scheduler:
         async def guarded() -> None:
             try:
                 await fn()
-            except Exception:
-                log.exception("job %s failed", name)
+            except Exception as exc:
+                expected = self._quiet(exc)
+                if expected is None:
+                    log.exception("job %s failed", name)
+                else:
+                    log.debug("job %s stopped: %s", name, expected)
 
         async def run() -> None:
             task = asyncio.ensure_future(guarded())
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+                log.debug("job %s cancelled", name)  # by stop or clear: not an error
 
         return run
 
@@ -78,6 +89,11 @@ class Scheduler:
         """Whether a job is scheduled under this name."""
         return self._scheduler.get_job(name) is not None
 
+    async def clear(self, grace: float = 0.0) -> int:
+        """Remove every job and cancel running ones after `grace` seconds (a replica deposed)."""
+        self._scheduler.remove_all_jobs()
+        return await self._drain(grace)
+
     def start(self) -> None:
         """Start inside the running loop (APScheduler 3.11 requires it)."""
         self._scheduler.start()
@@ -86,6 +102,10 @@ class Scheduler:
         """Stop scheduling, give running jobs `grace` seconds, then cancel what is left."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        return await self._drain(grace)
+
+    async def _drain(self, grace: float) -> int:
+        """Give running jobs `grace` seconds, then cancel what is left; return how many."""
         pending = [t for t in self._inflight if not t.done()]
         if not pending:
             return 0

@@ -18,6 +18,7 @@ from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     BaseRateLimiter,
     CallbackContext,
     CallbackQueryHandler,
@@ -26,6 +27,7 @@ from telegram.ext import (
     Defaults,
     ExtBot,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -43,6 +45,7 @@ from bot.telegram.commands import (
     unknown_command,
 )
 from bot.telegram.limiter import PacedRateLimiter, RateLimitArgs, ReplyingUpdateProcessor
+from bot.telegram.link import Link, WatchedRequest
 from bot.telegram.notifier import TelegramNotifier
 from bot.telegram.registry import COMMANDS
 from bot.telegram.service import Service
@@ -106,18 +109,21 @@ def build_application(
     service: Service | None = None,
     pacer: Pacer | None = None,
     rate_limiter: BaseRateLimiter[Any] | None = None,
+    link: Link | None = None,
 ) -> TelegramApp:
     """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults.
 
     Sends are paced by `pacer` (default: the default `[delivery]` limits); share it with
     everything else sending with this token. `rate_limiter` replaces our limiter altogether, for
-    benchmarks that compare PTB's own.
+    benchmarks that compare PTB's own. `link` learns whether each `getUpdates` got through.
     """
     if rate_limiter is None:
         rate_limiter = PacedRateLimiter(pacer or Pacer.from_settings(DeliverySettings()))
+    builder = Application.builder()
+    if link is not None:
+        builder = builder.get_updates_request(WatchedRequest(link))
     app: TelegramApp = (
-        Application.builder()
-        .token(settings.token.get_secret_value())
+        builder.token(settings.token.get_secret_value())
         .base_url(f"{settings.api_url}/bot")
         .base_file_url(f"{settings.api_url}/file/bot")
         .job_queue(None)
@@ -135,6 +141,7 @@ def build_application(
         settings, store, clock, commands, Stage(TelegramNotifier(app.bot), store), service
     )
     app.bot_data[_WIRING] = wiring
+    app.add_handler(TypeHandler(Update, _first_sight), group=-1)
     only_new = filters.UpdateType.MESSAGE  # an edited "/stop" must not run again
     for command in commands:
         app.add_handler(CommandHandler(command.name, _command_callback(command), only_new))
@@ -143,6 +150,19 @@ def build_application(
     app.add_handler(ChatMemberHandler(_on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_error_handler(_on_error)
     return app
+
+
+async def _first_sight(update: Update, context: Context) -> None:
+    """Handle each update once across replicas: a new leader re-receives unconfirmed ones."""
+    wiring = _wiring(context.bot_data)
+    try:
+        fresh = await wiring.store.first_sight(update.update_id, wiring.clock())
+    except Exception as exc:  # store down or this replica deposed: the next leader handles it
+        log.warning("telegram: update %d not handled: %s", update.update_id, exc)
+        raise ApplicationHandlerStop from None
+    if not fresh:
+        log.info("telegram: update %d was already handled; skipped", update.update_id)
+        raise ApplicationHandlerStop
 
 
 def _command_callback(command: Command) -> Callback:
@@ -241,6 +261,12 @@ async def _publish_commands(app: TelegramApp) -> None:
 
 async def start_telegram(app: TelegramApp, *, poll_timeout: float = 10.0) -> None:
     """Check the token, publish the commands, then long-poll `getUpdates` in the background."""
+    await open_telegram(app)
+    await lead_telegram(app, poll_timeout=poll_timeout)
+
+
+async def open_telegram(app: TelegramApp) -> None:
+    """Check the token and start the application; every replica does this, leader or not."""
     try:
         await app.initialize()
     except InvalidToken as exc:
@@ -251,9 +277,25 @@ async def start_telegram(app: TelegramApp, *, poll_timeout: float = 10.0) -> Non
         raise TelegramStartError(
             f"telegram.api_url: cannot reach the Telegram Bot API: {exc.message}"
         ) from None
+    await app.start()
+
+
+async def lead_telegram(
+    app: TelegramApp, *, poll_timeout: float = 10.0, link: Link | None = None
+) -> None:
+    """The leader's part: publish the commands, then long-poll or point the webhook here."""
+    settings = _wiring(app.bot_data).settings
     await _publish_commands(app)
     try:
-        await app.start()
+        if settings.mode == "webhook":
+            await app.bot.set_webhook(
+                settings.webhook_url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=list(ALLOWED_UPDATES),
+            )
+            if link is not None:
+                link.up()
+            return
         assert app.updater is not None, "built with an Updater"
         await app.updater.start_polling(
             timeout=timedelta(seconds=poll_timeout),
@@ -262,7 +304,15 @@ async def start_telegram(app: TelegramApp, *, poll_timeout: float = 10.0) -> Non
         )
     except TelegramError as exc:
         await stop_telegram(app)
-        raise TelegramStartError(f"telegram: cannot start polling: {exc.message}") from None
+        raise TelegramStartError(
+            f"telegram: cannot start receiving updates: {exc.message}"
+        ) from None
+
+
+async def follow_telegram(app: TelegramApp) -> None:
+    """Stop receiving updates (a replica standing by); sending stays possible for the leader."""
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
 
 
 async def stop_telegram(app: TelegramApp) -> None:
