@@ -1,7 +1,9 @@
-"""Composition root: build the running parts in order, schedule the jobs, stop in reverse.
+"""Composition root: build the running parts in order, lead or stand by, stop in reverse.
 
 Start order: store → rules → notifier (Telegram or console) → HTTP session and sources → the
-job pipeline → Telegram polling → scheduler (docs/architecture.md, "Data flow").
+job pipeline → Telegram (opened, not yet receiving) → scheduler → leadership. Only the leader
+schedules jobs and receives updates; SQLite is one process and always leads
+(docs/architecture.md, "Data flow" and "High availability").
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from bot.delivery.pacer import Pacer
 from bot.digest.job import DigestJob
 from bot.engine.ruleset import RuleSet
 from bot.jobs import Pipeline
+from bot.leadership import Leadership
 from bot.model import Clock, system_clock
 from bot.rules_watch import LiveRules
 from bot.scheduler import JobFn, Scheduler
 from bot.sources import Source, build_sources
 from bot.sources.http import HttpClient
-from bot.store import Store, open_store
+from bot.store import Deposed, Store, open_store
+from bot.store.solo import StoreInUseError, single_process
 
 if TYPE_CHECKING:
     from bot.telegram.app import TelegramApp
+    from bot.telegram.link import Link
 
 log = logging.getLogger(__name__)
 DELIVERY_INTERVAL = timedelta(seconds=5)
@@ -39,7 +44,23 @@ TICK_INTERVAL = timedelta(minutes=5)
 RELOAD_INTERVAL = timedelta(seconds=2)
 DIGEST_INTERVAL = timedelta(seconds=30)
 """How often due digests are looked for: each goes out within this of its local time."""
+FORGET_INTERVAL = timedelta(hours=1)
+UPDATE_MEMORY = timedelta(days=2)
+"""Handled update ids kept this long: Telegram keeps an unconfirmed update 24 hours."""
 CONSOLE = "console"
+
+
+def expected_failure(exc: Exception) -> str | None:
+    """Name a job failure that is the store's or the lease's, not a bug: no traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, Deposed):
+        return f"another replica leads now ({exc})"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "the store connection was lost"
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"the store does not answer ({type(exc).__name__})"
+    return None
 
 
 class StartupError(Exception):
@@ -59,8 +80,14 @@ class Runtime:
         self.clock = clock
         self.console = console
         self.rules = LiveRules(settings.rules.dir)
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(quiet=expected_failure)
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
+        self.single = settings.store.url.startswith("sqlite")
+        """SQLite: one process, always the leader; PostgreSQL: replicas elect one."""
+        self.leadership: Leadership | None = None
+        self.leading = False
+        self.telegram: TelegramApp | None = None
+        self.link: Link | None = None
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -72,23 +99,74 @@ class Runtime:
         """Open everything and schedule the first poll of every source right away."""
         try:
             await self._assemble()
+            self.scheduler.start()
+            if self.single:
+                await self._lead(0)
+            else:
+                self._elect()
         except BaseException:
             await self._stack.aclose()
             raise
+
+    def _elect(self) -> None:
+        """Stand by and compete for the lease in the background; the exit stack resigns."""
+        self.leadership = Leadership(
+            self.store, self.worker_id, self.settings.ha.lease, self._lead, self._follow
+        )
+        task = asyncio.create_task(self.leadership.run(), name="leadership")
+        log.info("standing by for the leader lease (%s)", self.settings.ha.lease)
+
+        async def resign() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if self.leadership is not None:
+                await self.leadership.resign()
+
+        self._stack.push_async_callback(resign)
+
+    async def _lead(self, epoch: int) -> None:
+        """Become the replica that polls, evaluates, sends and receives updates."""
+        if epoch:  # the previous leader is fenced off: its claimed rows are ours to send
+            released = await self.store.release_claims("*")
+            if released:
+                log.info("took over %d outbox row(s) the previous leader had claimed", released)
+        self.leading = True
         self._schedule()
+        if self.telegram is not None:
+            from bot.telegram.app import TelegramStartError, lead_telegram
+
+            try:
+                await lead_telegram(self.telegram, link=self.link)
+            except TelegramStartError as exc:
+                raise StartupError(str(exc)) from None
+            mode = self.settings.telegram.mode
+            log.info("telegram: receiving updates (%s) as @%s", mode, self.telegram.bot.username)
+
+    async def _follow(self, reason: str) -> None:
+        """Stop everything only the leader does, at once: jobs, then receiving updates."""
+        self.leading = False
+        await self.scheduler.clear()
+        if self.telegram is not None:
+            from bot.telegram.app import follow_telegram
+
+            await follow_telegram(self.telegram)
 
     async def _assemble(self) -> None:
         """Build the parts whole, in dependency order; each one's undo goes on the exit stack."""
         import aiohttp
 
         try:
+            self._stack.enter_context(single_process(self.settings.store.url))
+        except StoreInUseError as exc:
+            raise StartupError(str(exc)) from None
+        try:
             store = await self._stack.enter_async_context(open_store(self.settings.store.url))
         except Exception as exc:
             raise StartupError(f"store.url: cannot open the store: {exc}") from None
         # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
-        # sent goes back in the queue. On PostgreSQL, claims expire instead (see claim_outbox).
-        single = self.settings.store.url.startswith("sqlite")
-        await store.release_claims("*" if single else self.worker_id)
+        # sent goes back in the queue. On PostgreSQL the next leader releases them (`_lead`).
+        await store.release_claims("*" if self.single else self.worker_id)
         self._stack.push_async_callback(store.release_claims, self.worker_id)
         self.rules.load()
         notifier, telegram = self._notifier(store)
@@ -134,25 +212,27 @@ class Runtime:
             log.info("no telegram.token set: alerts and digests go to the console")
             return ConsoleNotifier(self.console), None
         from bot.telegram.app import build_application
+        from bot.telegram.link import Link
         from bot.telegram.notifier import TelegramNotifier
 
         pacer = Pacer.from_settings(self.settings.delivery)
+        self.link = Link()
         app = build_application(
-            self.settings.telegram, store, self.clock, service=self, pacer=pacer
+            self.settings.telegram, store, self.clock, service=self, pacer=pacer, link=self.link
         )
         paid = self.settings.delivery.paid_broadcast
         return TelegramNotifier(app.bot, paid_broadcast=paid), app
 
     async def _start_telegram(self, app: TelegramApp) -> None:
-        """Check the token and start polling; a refusal stops the start with one line."""
-        from bot.telegram.app import TelegramStartError, start_telegram, stop_telegram
+        """Check the token and start the application; a refusal stops the start with one line."""
+        from bot.telegram.app import TelegramStartError, open_telegram, stop_telegram
 
         try:
-            await start_telegram(app)
+            await open_telegram(app)
         except TelegramStartError as exc:
             raise StartupError(str(exc)) from None
         self._stack.push_async_callback(stop_telegram, app)
-        log.info("telegram: polling as @%s", app.bot.username)
+        self.telegram = app
 
     def _schedule(self) -> None:
         """Every source at once and then on its interval; delivery, ticks, reloads, digests."""
@@ -166,7 +246,24 @@ class Runtime:
         self.scheduler.every("reload", RELOAD_INTERVAL, jobs.watch_rules)
         # first run at once: a digest that fell due while the bot was down goes out on start
         self.scheduler.every("digest", DIGEST_INTERVAL, jobs.send_digests, first=datetime.now(UTC))
-        self.scheduler.start()
+        if self.telegram is not None:
+            self.scheduler.every("forget-updates", FORGET_INTERVAL, self._forget_updates)
+
+    async def _forget_updates(self) -> None:
+        """Drop handled update ids Telegram can no longer send again."""
+        await self.store.forget_updates(self.clock() - UPDATE_MEMORY)
+
+    async def readiness(self) -> str | None:
+        """None when this replica leads, its store answers and Telegram is reachable; else why."""
+        if not self.leading:
+            return "standby"
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=2)
+        except Exception:
+            return "store unreachable"
+        if self.link is not None and not self.link.connected:
+            return self.link.reason
+        return None
 
     def _poll(self, source: Source) -> JobFn:
         """The job that polls one source."""
@@ -181,7 +278,9 @@ class Runtime:
         self.scheduler.once(f"retry:{source.name}", delay, self._poll(source))
 
     async def stop(self) -> None:
-        """Stop in reverse order; running jobs finish (or are cancelled after a grace period)."""
+        """Hand the lease back, stop the jobs (running ones get a grace period), close the rest."""
+        if self.leadership is not None:
+            await self.leadership.resign()
         await self.scheduler.stop()
         await self._stack.aclose()
 

@@ -35,7 +35,7 @@ from bot.config import DeliverySettings, TelegramSettings
 from bot.delivery.pacer import Pacer
 from bot.delivery.stage import Stage
 from bot.model import ChatKind, Clock
-from bot.store import Store
+from bot.store import Deposed, Store
 from bot.telegram.commands import (
     Command,
     CommandContext,
@@ -153,13 +153,20 @@ def build_application(
 
 
 async def _first_sight(update: Update, context: Context) -> None:
-    """Handle each update once across replicas: a new leader re-receives unconfirmed ones."""
+    """Handle each update once across replicas: a new leader re-receives unconfirmed ones.
+
+    A deposed replica leaves the update to the leader; when the store cannot say, the update
+    is handled anyway (a possible repeat beats a lost command).
+    """
     wiring = _wiring(context.bot_data)
     try:
         fresh = await wiring.store.first_sight(update.update_id, wiring.clock())
-    except Exception as exc:  # store down or this replica deposed: the next leader handles it
-        log.warning("telegram: update %d not handled: %s", update.update_id, exc)
+    except Deposed:
+        log.info("telegram: update %d left to the new leader", update.update_id)
         raise ApplicationHandlerStop from None
+    except Exception as exc:
+        log.warning("telegram: update %d not recorded as handled: %s", update.update_id, exc)
+        return
     if not fresh:
         log.info("telegram: update %d was already handled; skipped", update.update_id)
         raise ApplicationHandlerStop
