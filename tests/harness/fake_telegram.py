@@ -334,6 +334,10 @@ class FakeTelegram:
         self.max_poll_seconds = max_poll_seconds
         self.throttled = 0
         self.polls_waiting = 0
+        self.conflicts = 0
+        """409 answers to getUpdates: overlapping long polls, or polling while a webhook is set."""
+        self.webhook: JSON = {}
+        """What setWebhook set (url, secret_token, allowed_updates); empty: polling."""
         self.port = 0
         self._calls: list[Call] = []
         self._sent: list[Sent] = []
@@ -362,6 +366,7 @@ class FakeTelegram:
             "logout": self._true,
             "close": self._true,
             "deletewebhook": self._delete_webhook,
+            "setwebhook": self._set_webhook,
             "getwebhookinfo": self._webhook_info,
             "getupdates": self._get_updates,
             "setmycommands": self._set_my_commands,
@@ -852,12 +857,39 @@ class FakeTelegram:
     async def _delete_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        self.webhook = {}
+        return True
+
+    async def _set_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
+        url = str(params.get("url") or "")
+        if not url:
+            return await self._delete_webhook(params, files)
+        if not url.startswith("https://"):
+            raise ApiError(
+                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+            )
+        secret = str(params.get("secret_token") or "")
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        self.webhook = {
+            k: params[k] for k in ("url", "secret_token", "allowed_updates") if k in params
+        }
+        self._poll_generation += 1  # a pending long poll ends with 409, as on the real server
+        self._updates_signal.fire()
         return True
 
     async def _webhook_info(self, params: JSON, files: dict[str, bytes]) -> JSON:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        url = str(self.webhook.get("url", ""))
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": 0}
 
     async def _get_updates(self, params: JSON, files: dict[str, bytes]) -> list[JSON]:
+        if self.webhook:
+            self.conflicts += 1
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(params.get("offset") or 0)
         limit = min(max(int(params.get("limit") or 100), 1), 100)
         timeout = min(max(float(params.get("timeout") or 0), 0.0), self.max_poll_seconds)
@@ -881,6 +913,7 @@ class FakeTelegram:
         finally:
             self.polls_waiting -= 1
         if generation != self._poll_generation:
+            self.conflicts += 1
             raise ApiError(409, _DEFAULT_DESCRIPTIONS[409])
         return self._updates[:limit]
 
