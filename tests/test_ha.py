@@ -1,0 +1,151 @@
+"""Replicas on one PostgreSQL database: one leader, failover after SIGKILL, SQLite refused twice.
+
+Real `stablewatch run` processes, the fake Bot API and a fake source on loopback, and the real
+PostgreSQL server; the lease is shortened to 3 s so a takeover takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import open_store
+from tests.harness.bot_app import TOKEN
+from tests.harness.fake_source import FakeSource
+from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.files import fixture_json
+from tests.harness.replica import LEADS, STANDS_BY, Replica, enqueue_alert, replica_env
+from tests.harness.store_backends import (
+    PostgresUnavailableError,
+    postgres_database,
+    postgres_missing,
+)
+
+pytestmark = pytest.mark.slow
+LEASE = 3.0
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    try:
+        async with postgres_database() as url:
+            yield url
+    except PostgresUnavailableError as exc:
+        postgres_missing(exc)
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeSource, FakeTelegram]]:
+    async with FakeSource() as src, FakeTelegram(token=TOKEN) as tg:
+        src.route("GET", "/fng/", body=fixture_json("fear_greed", "latest.json"))
+        yield src, tg
+
+
+def env(url: str, src: FakeSource, tg: FakeTelegram, **extra: str) -> dict[str, str]:
+    return replica_env(
+        url,
+        STABLEWATCH_TELEGRAM__TOKEN=TOKEN,
+        STABLEWATCH_TELEGRAM__API_URL=tg.api_url,
+        STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL=src.base_url,
+        STABLEWATCH_HA__LEASE=f"{LEASE:.0f}s",
+        **extra,
+    )
+
+
+async def the_leader(replicas: list[Replica], timeout: float = 30) -> Replica:
+    """Wait until exactly one replica has said it leads; fail if two ever do."""
+    async with asyncio.timeout(timeout):
+        while True:
+            leading = [r for r in replicas if r.count(LEADS)]
+            assert len(leading) <= 1, "\n\n".join(r.log for r in replicas)
+            if leading:
+                return leading[0]
+            await asyncio.sleep(0.1)
+
+
+async def test_one_leader_among_three_replicas_and_no_overlapping_polls(
+    pg_url: str, fakes: tuple[FakeSource, FakeTelegram], tmp_path: Path
+) -> None:
+    src, tg = fakes
+    replicas = [await Replica(f"r{i}", env(pg_url, src, tg), tmp_path).start() for i in range(3)]
+    try:
+        leader = await the_leader(replicas)
+        for replica in replicas:
+            if replica is not leader:
+                await replica.wait_for(STANDS_BY)
+        await asyncio.sleep(3 * LEASE)  # several renewals and standby tries
+        assert sum(r.count(LEADS) for r in replicas) == 1
+        assert tg.conflicts == 0
+        tg.inject_message(7, "/help")
+        await tg.wait_for(1, chat_id=7)
+        await asyncio.sleep(1)
+        assert len(tg.sent(7)) == 1
+        assert len(src.requests_to("/fng/")) >= 1
+    finally:
+        codes = [await r.stop() for r in replicas]
+    assert codes == [0, 0, 0]
+    assert all("Traceback" not in r.log for r in replicas)
+
+
+async def test_failover_after_sigkill_serves_every_chat_and_the_old_leader_stands_by(
+    pg_url: str, fakes: tuple[FakeSource, FakeTelegram], tmp_path: Path
+) -> None:
+    src, tg = fakes
+    slow = env(pg_url, src, tg, STABLEWATCH_DELIVERY__GLOBAL_RATE="4")
+    first = await Replica("first", slow, tmp_path).start()
+    second: Replica | None = None
+    again: Replica | None = None
+    chats = list(range(5001, 5031))
+    try:
+        await first.wait_for(LEADS)
+        second = await Replica("second", slow, tmp_path).start()
+        await second.wait_for(STANDS_BY)
+        async with open_store(pg_url) as store:
+            await enqueue_alert(store, chats)
+        await tg.wait_for(6)  # the fan-out is under way
+        first.kill()
+        await second.wait_for(LEADS, timeout=4 * LEASE)
+        for chat in chats:
+            await tg.wait_for(1, chat_id=chat, timeout=60)
+        per_chat = [len(tg.sent(chat)) for chat in chats]
+        assert min(per_chat) >= 1
+        assert sum(per_chat) - len(chats) <= 3  # only what was in flight at the kill repeats
+        again = await Replica("first, restarted", slow, tmp_path).start()
+        await again.wait_for(STANDS_BY)
+        await asyncio.sleep(2 * LEASE)
+        assert again.count(LEADS) == 0
+        tg.inject_message(7, "/help")
+        await tg.wait_for(1, chat_id=7)
+    finally:
+        for replica in (first, second, again):
+            if replica is not None:
+                await replica.stop()
+    assert second.count(LEADS) == 1
+
+
+async def test_a_second_run_on_one_sqlite_file_exits_2_naming_file_and_process(
+    fakes: tuple[FakeSource, FakeTelegram], tmp_path: Path
+) -> None:
+    src, _ = fakes
+    db = tmp_path / "var" / "sw.db"
+    solo = replica_env(
+        f"sqlite+aiosqlite:///{db}", STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL=src.base_url
+    )
+    first = await Replica("first", solo, tmp_path).start()
+    try:
+        await first.wait_for("stablewatch running")
+        second = await Replica("second", solo, tmp_path).start()
+        assert second.proc is not None
+        async with asyncio.timeout(30):
+            code = await second.proc.wait()
+        await second.stop()
+        assert code == 2
+        last = second.lines[-1]
+        assert last.startswith("stablewatch: ") and str(db) in last
+        assert first.proc is not None and f"process {first.proc.pid}" in last
+        assert "Traceback" not in second.log
+    finally:
+        assert await first.stop() == 0
