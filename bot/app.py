@@ -52,11 +52,13 @@ CONSOLE = "console"
 
 def expected_failure(exc: Exception) -> str | None:
     """Name a job failure that is the store's or the lease's, not a bug: no traceback."""
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(exc, Deposed):
         return f"another replica leads now ({exc})"
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    ):
         return "the store connection was lost"
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return f"the store does not answer ({type(exc).__name__})"

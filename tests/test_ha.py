@@ -7,6 +7,8 @@ PostgreSQL server; the lease is shortened to 3 s so a takeover takes seconds.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -149,3 +151,45 @@ async def test_a_second_run_on_one_sqlite_file_exits_2_naming_file_and_process(
         assert "Traceback" not in second.log
     finally:
         assert await first.stop() == 0
+
+
+def restart_postgres() -> None:
+    """Restart the PostgreSQL server every test shares (fast shutdown: sessions are cut)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+async def test_a_postgres_restart_is_survived_lost_nothing_and_logged_once(
+    pg_url: str, fakes: tuple[FakeSource, FakeTelegram], tmp_path: Path
+) -> None:
+    src, tg = fakes
+    quick = env(pg_url, src, tg, STABLEWATCH_SOURCES__FEAR_GREED__INTERVAL="2s")
+    one = await Replica("one", quick, tmp_path).start()
+    try:
+        await one.wait_for(LEADS)
+        tg.inject_message(7, "/start")
+        await tg.wait_for(1, chat_id=7, timeout=15)
+        async with open_store(pg_url) as store:
+            stored = len(await store.observations("fear_greed"))
+        assert stored >= 2
+        await asyncio.to_thread(restart_postgres)
+        polls = len(src.requests_to("/fng/"))
+        async with asyncio.timeout(60):  # polling goes on after the restart
+            while len(src.requests_to("/fng/")) < polls + 3:  # noqa: ASYNC110 - counts requests
+                await asyncio.sleep(0.5)
+        tg.inject_message(8, "/start")
+        await tg.wait_for(1, chat_id=8, timeout=30)
+        async with open_store(pg_url) as store:
+            assert len(await store.observations("fear_greed")) >= stored
+            assert {s.chat_id for s in await store.subscriptions()} == {7, 8}
+    finally:
+        code = await one.stop()
+    assert code == 0, one.log
+    assert one.count("store: unreachable") <= 1
+    assert one.count("store: reachable again") == one.count("store: unreachable")
+    assert "Traceback" not in one.log, one.log
