@@ -10,17 +10,24 @@ import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from bot.metrics import Metrics
 from bot.store import open_store
 from bot.store.sql import SqlStore
 from bot.web.ops import LoopWatchdog, Readiness, first_problem, mount_operations, store_problem
 from bot.web.server import WebServer
+from tests.harness.store_backends import (
+    PostgresUnavailableError,
+    postgres_database,
+    postgres_missing,
+)
 
 
 async def ready() -> str | None:
@@ -221,3 +228,30 @@ async def test_a_stuck_loop_fails_the_probe_then_a_starved_one_answers_503() -> 
             assert (await response.text()).startswith("event loop lagged")
     finally:
         await server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_a_hung_store_is_unreachable_for_readiness_not_a_hung_probe(
+    http: aiohttp.ClientSession,
+) -> None:
+    try:
+        async with postgres_database() as url, open_store(url) as store:
+            engine = cast(SqlStore, store).engine
+            async with engine.connect() as other:
+                # another session holds the table: every read of it waits
+                await other.execute(text("LOCK TABLE source_health IN ACCESS EXCLUSIVE MODE"))
+
+                async def readiness() -> str | None:
+                    return await store_problem(store, timeout=0.2)
+
+                server = await serve(Metrics(), readiness)
+                try:
+                    async with http.get(f"{server.url}/readyz") as response:
+                        assert response.status == 503
+                        assert await response.text() == "store unreachable"
+                finally:
+                    await server.stop()
+                await other.rollback()
+    except PostgresUnavailableError as exc:
+        postgres_missing(exc)
