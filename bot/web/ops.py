@@ -43,6 +43,7 @@ class LoopWatchdog:
 
     async def run(self) -> None:
         """Sleep `interval` again and again and note how late each wake-up was."""
+        self._beat = time.monotonic()  # the server may start long after it was built
         while True:
             start = time.monotonic()
             await asyncio.sleep(self.interval)
