@@ -149,6 +149,8 @@ class SourceHealth:
     last_error: str = ""
     last_error_at: datetime | None = None
     failures: int = 0
+    down_notified_at: datetime | None = None
+    """When the admins were told the source is down; None while up or not told yet."""
 
 
 OFF = "off"

@@ -30,6 +30,8 @@ class PollResult:
     series: frozenset[str] = field(default_factory=frozenset)
     error: str = ""
     failures: int = 0
+    last_success: datetime | None = None
+    """The newest successful poll, this one included (the `last_success` metric)."""
 
 
 async def _failed(
@@ -45,7 +47,8 @@ async def _failed(
     await store.save_source_health(
         SourceHealth(name, False, prev.last_success if prev else None, error, now, failures)
     )
-    return PollResult(name, False, 0, frozenset({source_up_key(name)}), error, failures)
+    last = prev.last_success if prev else None
+    return PollResult(name, False, 0, frozenset({source_up_key(name)}), error, failures, last)
 
 
 async def _trusted(
@@ -106,4 +109,4 @@ async def poll_source(
         )
     )
     series = frozenset({p.series for p in points} | {source_up_key(source.name)})
-    return PollResult(source.name, True, len(points), series)
+    return PollResult(source.name, True, len(points), series, last_success=now)

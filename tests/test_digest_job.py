@@ -18,6 +18,7 @@ from bot.delivery.notifier import Notifier
 from bot.digest.job import RETRY_LATER, DigestJob
 from bot.digest.schedule import DIGEST_LEASE, claim_due
 from bot.engine.loader import load_rules
+from bot.metrics import Metrics
 from bot.model import ChatKind, Transition, TransitionKind
 from bot.numbers import usd
 from bot.store import Store, open_store
@@ -27,6 +28,7 @@ from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram, Sent
 from tests.harness.files import ROOT
 from tests.harness.market import START, load_market
+from tests.harness.pipeline import scrape
 
 pytestmark = pytest.mark.slow
 
@@ -209,9 +211,15 @@ async def test_a_blocked_chat_is_unsubscribed_and_the_others_still_get_theirs(
     tg: FakeTelegram, store: Store, clock: SteppingClock
 ) -> None:
     async with at_eight(tg, store, clock, 1, 2) as digests:
+        digests.metrics = Metrics(process=False)
         tg.fail_next("sendMessage", chat_id=1, status=403)
         outcome = await digests.run()
     assert (outcome.sent, outcome.dropped) == (1, 1)
+    counted = {k: v for k, v in scrape(digests.metrics).items() if "messages_sent" in k[0]}
+    assert counted == {
+        ("stablewatch_messages_sent_total", (("kind", "digest"), ("outcome", o))): 1.0
+        for o in ("sent", "gone")
+    }
     assert [s.chat_id for s in await store.subscriptions()] == [2]
     assert kinds(tg.sent(2)) == ["sendMessage", "sendPhoto"]
 

@@ -461,6 +461,30 @@ async def test_source_health_roundtrip(store: SqlStore) -> None:
     assert health["farside"].last_error_at.tzinfo is UTC
 
 
+async def test_down_notice_marker_is_compare_and_set_and_survives_polls(store: SqlStore) -> None:
+    assert not await store.mark_down_notified("farside", T0)  # no row yet
+    await store.save_source_health(SourceHealth("farside", False, None, "HTTP 503", T0, 1))
+    assert await store.mark_down_notified("farside", T0)
+    assert not await store.mark_down_notified("farside", T0 + DAY)  # told once
+    await store.save_source_health(SourceHealth("farside", False, None, "HTTP 503", T0 + DAY, 2))
+    assert (await store.source_health())["farside"].down_notified_at == T0
+    assert await store.clear_down_notified("farside")
+    assert not await store.clear_down_notified("farside")
+    assert (await store.source_health())["farside"].down_notified_at is None
+
+
+async def test_pending_count_counts_rows_neither_sent_nor_given_up(store: SqlStore) -> None:
+    assert await store.pending_count() == 0
+    transition = Transition("r", TransitionKind.FIRING, T0, 1.0, "m")
+    owed = [Delivery(0, chat, "m", T0 + DAY * (chat == "3")) for chat in ("1", "2", "3")]
+    await store.record_evaluation([], [transition], owed, T0)
+    assert await store.pending_count() == 3  # one not due yet still counts
+    first, second = await store.claim_outbox("w", T0)
+    await store.mark_sent(first.id, 1, T0)
+    await store.mark_failed(second.id, "bad request", T0, None)
+    assert await store.pending_count() == 1
+
+
 # SQLite specifics -------------------------------------------------------------------------------
 async def test_sqlite_creates_missing_folder_and_uses_wal(tmp_path: Path) -> None:
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'a' / 'b' / 'x.db'}")

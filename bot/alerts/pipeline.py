@@ -33,6 +33,8 @@ class Outcome:
 
     transitions: tuple[Transition, ...] = ()
     enqueued: int = 0
+    firing: frozenset[str] = frozenset()
+    """Every rule firing after the pass (the `alerts_firing` metric)."""
 
 
 def variables(rule: AnyRule, change: Change, ev: Evaluated | None) -> dict[str, Any]:
@@ -222,7 +224,7 @@ async def evaluate_series(
     changed, found = await _step_rules(store, rules, wanted, states, now)
     extra: list[Transition] = []
     for state, transition in _removed(rules, states, now) if wanted is None else []:
-        changed[state.rule_id] = state
+        states[state.rule_id] = changed[state.rule_id] = state
         extra.append(transition)
     for owner, change, _, deliver in found:
         if deliver and change.kind is TransitionKind.FIRING:
@@ -231,8 +233,9 @@ async def evaluate_series(
     for state, reminder in _reminders(rules, states, now, wanted):
         states[state.rule_id] = changed[state.rule_id] = state
         extra.append(reminder)
+    firing = frozenset(r for r, s in states.items() if s.status is AlertStatus.FIRING)
     if not changed and not found and not extra:
-        return Outcome()
+        return Outcome(firing=firing)
     policy = delivery or DeliverySettings()
     transitions, owed = _messages(rules, found, extra)
     chats = await recipients(store, channels)
@@ -245,4 +248,4 @@ async def evaluate_series(
         log.info(
             "rule %s %s at %s (%s)", t.rule_id, t.kind.state, t.at.isoformat(), t.reason or "-"
         )
-    return Outcome(tuple(transitions), enqueued)
+    return Outcome(tuple(transitions), enqueued, firing)

@@ -88,6 +88,11 @@ class Refused:
 Verdict: TypeAlias = Sent | Retry | Gone | Moved | Refused
 
 
+def outcome(verdict: Verdict) -> str:
+    """The verdict as a metric label: `sent`, `retry`, `gone`, `moved` or `refused`."""
+    return type(verdict).__name__.lower()
+
+
 class Notifier(Protocol):
     """Delivers messages to chats: Telegram, or the console when there is no token."""
 

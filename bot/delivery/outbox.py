@@ -17,10 +17,21 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.config import DeliverySettings
-from bot.delivery.notifier import Edit, Gone, Notifier, Refused, Retry, Sent, Text, Verdict
+from bot.delivery.notifier import (
+    Edit,
+    Gone,
+    Notifier,
+    Refused,
+    Retry,
+    Sent,
+    Text,
+    Verdict,
+    outcome,
+)
 from bot.delivery.pacer import Lane
 from bot.delivery.split import message_chunks
 from bot.delivery.stage import Stage
+from bot.metrics import Metrics
 from bot.model import Clock, OutboxItem, TransitionKind
 from bot.store import Audience, OutboxQueue
 
@@ -86,8 +97,12 @@ class OutboxWorker:
         clock: Clock,
         worker_id: str,
         settings: DeliverySettings | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        """Where sends, delivery times and the queue's length are counted (None: nowhere)."""
         self.clock = clock
         self.worker_id = worker_id
         self.settings = settings or DeliverySettings()
@@ -107,6 +122,8 @@ class OutboxWorker:
         except Exception:
             await self.store.release_claims(self.worker_id)
             raise
+        if self.metrics is not None:
+            self.metrics.outbox_pending(await self.store.pending_count())
         return sent
 
     async def _deliver_batch(self, batch: list[OutboxItem]) -> int:
@@ -125,14 +142,14 @@ class OutboxWorker:
             if index:
                 unit.chat = units[index - 1].chat  # follows a migration
             if unit.chat in self._gone:
-                await self._mark_failed(unit, "the chat was deactivated", None)
+                await self._mark_failed(unit, "the chat was deactivated", None, "gone")
                 continue
             sent += await self._deliver(unit)
             if unit.retry_at is not None:
                 for later in units[index + 1 :]:
                     later.chat = unit.chat
                     await self._mark_failed(
-                        later, "waiting behind an earlier message", unit.retry_at
+                        later, "waiting behind an earlier message", unit.retry_at, "retry"
                     )
                 break
         return sent
@@ -190,7 +207,7 @@ class OutboxWorker:
         reason = getattr(verdict, "reason", str(verdict))
         if not isinstance(verdict, Retry):
             log.warning("delivery to %s given up: %s", unit.chat, reason)
-            await self._mark_failed(unit, reason, None)
+            await self._mark_failed(unit, reason, None, outcome(verdict))
             return 0
         # Telegram may take it later: the row stays, backing off up to 10 minutes between tries
         wait = timedelta(seconds=verdict.after) if verdict.after else retry_delay(unit.attempts)
@@ -205,15 +222,29 @@ class OutboxWorker:
             reason,
         )
         unit.retry_at = self.clock() + wait
-        await self._mark_failed(unit, reason, unit.retry_at)
+        await self._mark_failed(unit, reason, unit.retry_at, "retry")
         return 0
 
     async def _mark_sent(self, unit: _Unit) -> None:
         async with self._writes:
             for row in unit.rows:
                 await self.store.mark_sent(row.id, unit.message_id, self.clock())
+        self._count(unit, "sent")
 
-    async def _mark_failed(self, unit: _Unit, error: str, retry_at: datetime | None) -> None:
+    async def _mark_failed(
+        self, unit: _Unit, error: str, retry_at: datetime | None, result: str
+    ) -> None:
         async with self._writes:
             for row in unit.rows:
                 await self.store.mark_failed(row.id, error, self.clock(), retry_at)
+        self._count(unit, result)
+
+    def _count(self, unit: _Unit, result: str) -> None:
+        """Each row's outcome by its kind; a sent row's time from enqueued to accepted."""
+        if self.metrics is None:
+            return
+        now = self.clock()
+        for row in unit.rows:
+            self.metrics.sent(row.kind.value, result)
+            if result == "sent" and row.created_at is not None:
+                self.metrics.delivered_after((now - row.created_at).total_seconds())

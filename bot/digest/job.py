@@ -16,7 +16,17 @@ from functools import partial
 
 from bot.alerts.policy import wanted
 from bot.config import DigestSettings
-from bot.delivery.notifier import Gone, Message, Notifier, Photo, Retry, Sent, Text, Verdict
+from bot.delivery.notifier import (
+    Gone,
+    Message,
+    Notifier,
+    Photo,
+    Retry,
+    Sent,
+    Text,
+    Verdict,
+    outcome,
+)
 from bot.delivery.pacer import Lane
 from bot.delivery.split import message_chunks
 from bot.delivery.stage import MAX_RETRY_WAIT, Stage
@@ -24,6 +34,7 @@ from bot.digest.chart import render_chart
 from bot.digest.schedule import claim_due, schedule_new_digests, schedule_next_day
 from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
 from bot.engine.ruleset import RuleSet
+from bot.metrics import Metrics
 from bot.model import CHANNELS_ROW, Clock, DigestSchedule
 from bot.store import Store
 
@@ -114,8 +125,11 @@ class DigestJob:
         rules: Callable[[], RuleSet] = RuleSet,
         *,
         max_retry_wait: float = MAX_RETRY_WAIT,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.clock = store, clock
+        self.metrics = metrics
+        """Where each chat's digest outcome is counted (None: nowhere)."""
         self.assets, self.settings, self.channels = tuple(assets), settings, channels
         self.rules = rules
         self.stage = Stage(notifier, store, max_retry_wait=max_retry_wait)
@@ -198,8 +212,14 @@ class DigestJob:
             done = await self.stage.deliver(chat, message, Lane.BROADCAST)
             chat = done.chat  # a moved group is followed for the rest of the digest
             if not isinstance(done.verdict, Sent):
+                self._count(outcome(done.verdict))
                 return self._settle(chat, done.verdict, delivered, result, may_retry=may_retry)
+        self._count("sent")
         return True
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sent("digest", result)
 
     def _settle(
         self, chat: str, verdict: Verdict, delivered: int, result: DigestRun, *, may_retry: bool

@@ -159,6 +159,10 @@ class OutboxQueue(Protocol):
         """Put rows a worker claimed but never finished back in the queue (after a crash)."""
         ...
 
+    async def pending_count(self) -> int:
+        """Rows neither sent nor given up, due or not (the `outbox_pending` metric)."""
+        ...
+
 
 class Audience(Protocol):
     """Who hears what: subscriptions, mutes, filters, and what each chat was already sent."""
@@ -270,5 +274,13 @@ class SourceHealthLog(Protocol):
         ...
 
     async def save_source_health(self, health: SourceHealth) -> None:
-        """Persist a source's health after each poll."""
+        """Persist a source's health after each poll; `down_notified_at` is left as stored."""
+        ...
+
+    async def mark_down_notified(self, name: str, at: datetime) -> bool:
+        """Note that the admins are told a source is down; False if someone already did."""
+        ...
+
+    async def clear_down_notified(self, name: str) -> bool:
+        """Forget the down notice of a recovered source; False if there was none (or taken)."""
         ...

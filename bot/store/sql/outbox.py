@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from bot.model import OutboxItem, TransitionKind, from_epoch, to_epoch
 from bot.store import schema as db
@@ -96,6 +96,12 @@ class SqlOutboxQueue(SqlBase):
         if worker != "*":
             stmt = stmt.where(o.c.claimed_by == worker)
         return await self._write(stmt)
+
+    async def pending_count(self) -> int:
+        """Rows neither sent nor given up, due or not, claimed or not."""
+        o = db.outbox
+        rows = await self._fetch(select(func.count()).select_from(o).where(o.c.status == PENDING))
+        return int(rows[0][0])
 
 
 def _outbox_item(row: Any) -> OutboxItem:
