@@ -53,6 +53,7 @@ async def measure(alerts: int) -> dict[str, object]:
             src.route("GET", "/fng/", body=fng(history))
             settings = Settings(
                 _env_file=None,  # type: ignore[call-arg]
+                http={"port": 0},  # a free port: tests run side by side
                 store={"url": url},
                 rules={"dir": str(ROOT / "rules")},
                 telegram={"token": tg.token, "api_url": tg.api_url},

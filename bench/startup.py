@@ -42,6 +42,7 @@ async def measure(idle: float, telegram: bool) -> dict[str, object]:
                 {k: v for k, v in os.environ.items() if not k.startswith("STABLEWATCH_")}
                 | {
                     "STABLEWATCH_STORE__URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+                    "STABLEWATCH_HTTP__PORT": "0",
                     "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
                     "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
                 }

@@ -90,6 +90,8 @@ class Runtime:
         self.leading = False
         self.telegram: TelegramApp | None = None
         self.link: Link | None = None
+        self.http_port: int | None = None
+        """The HTTP server's port once it serves (`http.port` 0 picks one)."""
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -134,6 +136,7 @@ class Runtime:
             if released:
                 log.info("took over %d outbox row(s) the previous leader had claimed", released)
         self.leading = True
+        self.jobs.metrics.set_leader(True)
         self._schedule()
         if self.telegram is not None:
             from bot.telegram.app import TelegramStartError, lead_telegram
@@ -148,6 +151,7 @@ class Runtime:
     async def _follow(self, reason: str) -> None:
         """Stop everything only the leader does, at once: jobs, then receiving updates."""
         self.leading = False
+        self.jobs.metrics.set_leader(False)
         await self.scheduler.clear()
         if self.telegram is not None:
             from bot.telegram.app import follow_telegram
@@ -205,8 +209,35 @@ class Runtime:
             admins,
             self._retry,
         )
+        await self._serve_http(telegram)
         if telegram is not None:
             await self._start_telegram(telegram)
+
+    async def _serve_http(self, telegram: TelegramApp | None) -> None:
+        """Health, readiness, metrics and (webhook mode) Telegram's posts, on one server."""
+        if not self.settings.http.enabled:
+            return
+        from bot.web.ops import mount_operations
+        from bot.web.server import WebServer
+
+        server = WebServer(self.settings.http.host, self.settings.http.port)
+        mount_operations(server, self.jobs.metrics, self.readiness)
+        tg = self.settings.telegram
+        if telegram is not None and tg.mode == "webhook":
+            from bot.telegram.link import WEBHOOK_PATH, queue_update, webhook_route
+
+            accept = queue_update(telegram.bot, telegram.update_queue)
+            secret = tg.webhook_secret.get_secret_value()
+            server.add("POST", WEBHOOK_PATH, webhook_route(secret, lambda: self.leading, accept))
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"http.port: cannot serve on {self.settings.http.host}:"
+                f"{self.settings.http.port}: {exc.strerror or exc}"
+            ) from None
+        self._stack.push_async_callback(server.stop)
+        self.http_port = server.port
 
     def _notifier(self, store: Store) -> tuple[Notifier, TelegramApp | None]:
         """Telegram when a token is set, else the console, said in one line."""
@@ -250,6 +281,8 @@ class Runtime:
         self.scheduler.every("digest", DIGEST_INTERVAL, jobs.send_digests, first=datetime.now(UTC))
         if self.telegram is not None:
             self.scheduler.every("forget-updates", FORGET_INTERVAL, self._forget_updates)
+        if self.settings.heartbeat.url:
+            self.scheduler.every("heartbeat", self.settings.heartbeat.interval, jobs.heartbeat)
 
     async def _forget_updates(self) -> None:
         """Drop handled update ids Telegram can no longer send again."""

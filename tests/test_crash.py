@@ -76,6 +76,7 @@ async def test_sigkill_mid_fan_out_loses_nothing_and_duplicates_little(tmp_path:
             {k: v for k, v in os.environ.items() if not k.startswith("STABLEWATCH_")}
             | {
                 "STABLEWATCH_STORE__URL": url,
+                "STABLEWATCH_HTTP__PORT": "0",
                 "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
                 "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
                 "STABLEWATCH_SOURCES__FEAR_GREED__INTERVAL": "1s",

@@ -44,6 +44,7 @@ def settings_for(tmp_path: Path, src: FakeSource, tg: FakeTelegram | None) -> Se
         telegram = {"token": tg.token, "api_url": tg.api_url, "channels": [CHANNEL]}
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
+        http={"port": 0},  # a free port: tests run side by side
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'sw.db'}"},
         rules={"dir": str(ROOT / "rules")},
         telegram=telegram,

@@ -30,6 +30,7 @@ def env_for(tmp_path: Path, src: FakeSource, **extra: str) -> dict[str, str]:
             "STABLEWATCH_STORE__URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'sw.db'}",
             "STABLEWATCH_RULES__DIR": str(ROOT / "rules"),
             "STABLEWATCH_SOURCES__FEAR_GREED__BASE_URL": src.base_url,
+            "STABLEWATCH_HTTP__PORT": "0",
         }
         | extra
     )

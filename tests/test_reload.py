@@ -26,6 +26,7 @@ FEAR = ROOT / "rules" / "sentiment.yaml"
 def settings_for(tmp_path: Path, src: FakeSource, rules: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
+        http={"port": 0},  # a free port: tests run side by side
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'sw.db'}"},
         rules={"dir": str(rules)},
         delivery={"grouping_window": "0s"},

@@ -23,6 +23,7 @@ def settings_for(tmp_path: Path, src: FakeSource) -> Settings:
     off = ("fear_greed", "farside", "sosovalue", "coinglass", "http_json")
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
+        http={"port": 0},  # a free port: tests run side by side
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'sw.db'}"},
         rules={"dir": str(ROOT / "rules")},
         markets={"assets": ["btc"]},

@@ -309,6 +309,8 @@ async def lead_telegram(
             allowed_updates=list(ALLOWED_UPDATES),
             error_callback=_on_polling_error,
         )
+        if link is not None:
+            link.up()  # its bootstrap (deleteWebhook) got through; each getUpdates reports next
     except TelegramError as exc:
         await stop_telegram(app)
         raise TelegramStartError(
