@@ -57,6 +57,16 @@ def env(url: str, src: FakeSource, tg: FakeTelegram, **extra: str) -> dict[str, 
     )
 
 
+def leader_gauge(exposition: str) -> float:
+    """`stablewatch_leader` as Prometheus' own parser reads it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        if family.name == "stablewatch_leader":
+            return float(family.samples[0].value)
+    raise AssertionError("no stablewatch_leader in the scrape")
+
+
 async def the_leader(replicas: list[Replica], timeout: float = 30) -> Replica:
     """Wait until exactly one replica has said it leads; fail if two ever do."""
     async with asyncio.timeout(timeout):
@@ -81,6 +91,12 @@ async def test_one_leader_among_three_replicas_and_no_overlapping_polls(
         await asyncio.sleep(3 * LEASE)  # several renewals and standby tries
         assert sum(r.count(LEADS) for r in replicas) == 1
         assert tg.conflicts == 0
+        for replica in replicas:
+            status, body = await replica.get("/readyz")
+            assert (status, body) == ((200, "ready") if replica is leader else (503, "standby"))
+            assert await replica.get("/healthz") == (200, "ok")
+            _, text = await replica.get("/metrics")
+            assert leader_gauge(text) == (1.0 if replica is leader else 0.0)
         tg.inject_message(7, "/help")
         await tg.wait_for(1, chat_id=7)
         await asyncio.sleep(1)
@@ -110,6 +126,9 @@ async def test_failover_after_sigkill_serves_every_chat_and_the_old_leader_stand
         await tg.wait_for(6)  # the fan-out is under way
         first.kill()
         await second.wait_for(LEADS, timeout=4 * LEASE)
+        async with asyncio.timeout(10):
+            while (await second.get("/readyz"))[0] != 200:  # noqa: ASYNC110 - asks over HTTP
+                await asyncio.sleep(0.2)
         for chat in chats:
             await tg.wait_for(1, chat_id=chat, timeout=60)
         per_chat = [len(tg.sent(chat)) for chat in chats]

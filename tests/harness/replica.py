@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -66,6 +67,25 @@ class Replica:
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    @property
+    def http(self) -> str:
+        """The base URL of the replica's HTTP server, read from its start-up line."""
+        for line in self.lines:
+            found = re.search(r"http: serving on (http://[\d.]+:\d+)", line)
+            if found:
+                return found.group(1)
+        raise AssertionError(f"{self.name} serves no HTTP:\n{self.log}")
+
+    async def get(self, path: str) -> tuple[int, str]:
+        """GET a path on the replica's HTTP server: (status, body)."""
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.get(self.http + path) as response,
+        ):
+            return response.status, await response.text()
 
     def count(self, text: str) -> int:
         return sum(text in line for line in self.lines)
