@@ -118,7 +118,9 @@ class Runtime:
             self.store, self.worker_id, self.settings.ha.lease, self._lead, self._follow
         )
         task = asyncio.create_task(self.leadership.run(), name="leadership")
-        log.info("standing by for the leader lease (%s)", self.settings.ha.lease)
+        log.info(
+            "standing by for the leader lease (%.0f s)", self.settings.ha.lease.total_seconds()
+        )
 
         async def resign() -> None:
             task.cancel()

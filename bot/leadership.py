@@ -19,6 +19,7 @@ from bot.store import Leases
 log = logging.getLogger(__name__)
 LEASE = "leader"
 """The one lease every replica of a database competes for."""
+STOPPING = "stopping"
 
 
 class Leadership:
@@ -107,7 +108,7 @@ class Leadership:
         if self.epoch is None:
             return
         self.epoch = None
-        log.warning("leader: standing by: %s", reason)
+        (log.info if reason == STOPPING else log.warning)("leader: standing by: %s", reason)
         try:
             await self._lose(reason)
         except Exception:
@@ -116,7 +117,7 @@ class Leadership:
     async def resign(self) -> None:
         """Stop leading and let the lease lapse now, so a standby takes over without waiting."""
         epoch = self.epoch
-        await self._step_down("stopping")
+        await self._step_down(STOPPING)
         if epoch is not None:
             await self._release(epoch)
 
@@ -131,7 +132,7 @@ class Leadership:
         if self.store_ok:
             self.store_ok = False
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("store: unreachable, retrying every %.0f s: %s", self.standby_every, reason)
+            log.error("store: unreachable, retrying every %.1f s: %s", self.standby_every, reason)
 
     def _store_up(self) -> None:
         """Say once that the store answers again."""
