@@ -253,7 +253,13 @@ class Runtime:
         pacer = Pacer.from_settings(self.settings.delivery)
         self.link = Link()
         app = build_application(
-            self.settings.telegram, store, self.clock, service=self, pacer=pacer, link=self.link
+            self.settings.telegram,
+            store,
+            self.clock,
+            service=self,
+            pacer=pacer,
+            link=self.link,
+            gate=self.send_gate,
         )
         paid = self.settings.delivery.paid_broadcast
         return TelegramNotifier(app.bot, paid_broadcast=paid), app
@@ -289,6 +295,12 @@ class Runtime:
     async def _forget_updates(self) -> None:
         """Drop handled update ids Telegram can no longer send again."""
         await self.store.forget_updates(self.clock() - UPDATE_MEMORY)
+
+    def send_gate(self) -> str | None:
+        """Why this replica must not send now, or None: only a leader inside its term sends."""
+        if self.leadership is None or self.leadership.trusted():
+            return None
+        return "this replica is not (or may no longer be) the leader"
 
     async def readiness(self) -> str | None:
         """None when this replica leads, its store answers and Telegram is reachable; else why."""

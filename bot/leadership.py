@@ -57,6 +57,10 @@ class Leadership:
         """Whether this replica leads now."""
         return self.epoch is not None
 
+    def trusted(self) -> bool:
+        """Leading, and renewed within the deadline: safe to act (checked right before a send)."""
+        return self.leading and self._monotonic() - self._renewed < self.deadline
+
     async def run(self) -> None:
         """Hold elections until cancelled; never raises."""
         while True:

@@ -170,3 +170,22 @@ async def test_election_loop_hands_over_on_resign(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_leader_past_its_renew_deadline_is_no_longer_trusted(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    now = [100.0]
+    roles = _Roles()
+    ship = Leadership(
+        store, "a", timedelta(seconds=15), roles.lead, roles.lose, monotonic=lambda: now[0]
+    )
+    try:
+        assert not ship.trusted()
+        await ship.step()
+        assert ship.trusted()
+        now[0] += 9.9  # a stalled loop: no renewal for most of the deadline
+        assert ship.trusted()
+        now[0] += 0.2
+        assert not ship.trusted() and ship.leading  # not stepped down yet, but sends stop
+    finally:
+        await store.close()

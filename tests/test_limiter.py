@@ -157,3 +157,22 @@ async def test_other_errors_pass_through_unchanged(
 def test_retry_after_is_read_as_seconds_either_way() -> None:
     assert seconds(7) == 7.0
     assert seconds(timedelta(seconds=7)) == 7.0
+
+
+async def test_a_closed_gate_keeps_the_send_from_leaving(pacer: SpyPacer) -> None:
+    from telegram.error import NetworkError
+
+    reasons = ["not the leader", None]
+    limiter = PacedRateLimiter(pacer, gate=lambda: reasons[0])
+    sent: list[str] = []
+
+    async def request(*args: Any, **kwargs: Any) -> Result:
+        sent.append("sent")
+        return True
+
+    with pytest.raises(NetworkError, match="not the leader"):  # kept for later, not given up
+        await send(limiter, request, chat_id=1)
+    assert sent == []
+    reasons.pop(0)
+    assert await send(limiter, request, chat_id=1) is True
+    assert sent == ["sent"]

@@ -110,15 +110,17 @@ def build_application(
     pacer: Pacer | None = None,
     rate_limiter: BaseRateLimiter[Any] | None = None,
     link: Link | None = None,
+    gate: Callable[[], str | None] | None = None,
 ) -> TelegramApp:
     """Build (not start) the application: handlers from the registry, no JobQueue, HTML defaults.
 
     Sends are paced by `pacer` (default: the default `[delivery]` limits); share it with
     everything else sending with this token. `rate_limiter` replaces our limiter altogether, for
-    benchmarks that compare PTB's own. `link` learns whether each `getUpdates` got through.
+    benchmarks that compare PTB's own. `link` learns whether each `getUpdates` got through;
+    `gate` may refuse a send right before it leaves (a leader past its renew deadline).
     """
     if rate_limiter is None:
-        rate_limiter = PacedRateLimiter(pacer or Pacer.from_settings(DeliverySettings()))
+        rate_limiter = PacedRateLimiter(pacer or Pacer.from_settings(DeliverySettings()), gate)
     builder = Application.builder()
     if link is not None:
         builder = builder.get_updates_request(WatchedRequest(link))

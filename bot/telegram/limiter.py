@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, TypedDict
 
-from telegram.error import RetryAfter
+from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter, SimpleUpdateProcessor
 
 from bot.delivery.pacer import Lane, Pacer, is_private
@@ -61,11 +61,18 @@ class ReplyingUpdateProcessor(SimpleUpdateProcessor):
             _LANE.reset(token)
 
 
+class NotSending(NetworkError):
+    """A send refused before it left, e.g. by a leader past its renew deadline; kept for later."""
+
+
 class PacedRateLimiter(BaseRateLimiter[RateLimitArgs]):
     """Sends wait for the pacer; a 429 holds the chat or everything, then a reply tries again."""
 
-    def __init__(self, pacer: Pacer) -> None:
+    def __init__(self, pacer: Pacer, gate: Callable[[], str | None] | None = None) -> None:
         self.pacer = pacer
+        self.gate = gate
+        """Asked right before each send: a reason not to send now (a replica that may no longer
+        lead), or None. A refused send fails as a network error, so the message is kept."""
 
     async def initialize(self) -> None:
         """Nothing to set up: the pacer needs no resources."""
@@ -90,6 +97,8 @@ class PacedRateLimiter(BaseRateLimiter[RateLimitArgs]):
         paid = bool(data.get("allow_paid_broadcast"))
         while True:
             await self.pacer.turn(chat, lane, paid=paid)
+            if self.gate is not None and (reason := self.gate()) is not None:
+                raise NotSending(f"not sent: {reason}")
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
