@@ -272,6 +272,23 @@ async def test_new_state_replaces_old_one(store: SqlStore) -> None:
     assert await store.alert_states() == {"r": AlertState("r"), "s": AlertState("s", last_ts=T0)}
 
 
+async def test_states_read_again_see_every_writer_and_unchanged_rows_stay_equal(
+    store: SqlStore, db_url: str
+) -> None:
+    same = AlertState("same", AlertStatus.FIRING, T0, 2.0, T0, "f", notified_at=T0)
+    await store.record_evaluation([same, AlertState("r", AlertStatus.PENDING, T0)], [], [], T0)
+    first = await store.alert_states()
+    other = SqlStore(db_url)  # another replica: this store's earlier read must not hide its write
+    try:
+        edited = AlertState("r", AlertStatus.FIRING, T0, 1.0, T0 + DAY, "f", reminders=1)
+        await other.record_evaluation([edited, AlertState("new")], [], [], T0)
+    finally:
+        await other.close()
+    again = await store.alert_states()
+    assert again == {"same": same, "r": edited, "new": AlertState("new")}
+    assert again["same"] is first["same"]
+
+
 @pytest.mark.parametrize("index", [1, -1])
 async def test_failed_evaluation_writes_nothing(store: SqlStore, index: int) -> None:
     state = AlertState("r", AlertStatus.FIRING, T0)

@@ -25,10 +25,24 @@ from bot.store.sql.base import PENDING, SqlBase, chunks, epoch, when
 class SqlAlertLog(SqlBase):
     """States replaced per rule, transitions appended, deliveries enqueued in one transaction."""
 
+    _decoded: dict[str, tuple[tuple[Any, ...], AlertState]] | None = None
+
     async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one."""
+        """Return the persisted state of every rule that has one.
+
+        Every evaluation reads them all, and most rows have not changed since the last read:
+        a row identical to the one read before gives back the same (frozen) state instead of
+        being decoded again, which is most of the read's time with thousands of rules.
+        """
         rows = await self._fetch(select(db.alert_states))
-        return {r.rule_id: _state_from(r) for r in rows}
+        before = self._decoded or {}
+        decoded: dict[str, tuple[tuple[Any, ...], AlertState]] = {}
+        for r in rows:
+            raw = tuple(r)
+            known = before.get(r.rule_id)
+            decoded[r.rule_id] = known if known and known[0] == raw else (raw, _state_from(r))
+        self._decoded = decoded
+        return {rule_id: state for rule_id, (_, state) in decoded.items()}
 
     async def record_evaluation(
         self,
