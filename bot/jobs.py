@@ -40,6 +40,8 @@ FRESH_INTERVALS = 3
 HEARTBEAT_TIMEOUT = 10.0
 STORE_TIMEOUT = 2.0
 """How long the store gets to answer the heartbeat's check."""
+CATCH_UP_AFTER = 3
+"""Intervals without a successful poll after which the next poll backfills the gap."""
 Retry = Callable[[Source, timedelta], None]
 """Schedules one extra poll of a source after a delay (the runtime's scheduler)."""
 
@@ -84,8 +86,18 @@ class Pipeline:
         """Poll (backfilling on first sight), evaluate, deliver; schedule a retry on failure."""
         cfg = getattr(self.settings.sources, source.name)
         prev = (await self.store.source_health()).get(source.name)
+        now = self.clock()
+        # first sight: the whole history; after a gap (bot or store down, source failing): the
+        # gap, so what was missed is not a hole in the series
+        last = prev.last_success if prev is not None else None
+        since = last if last is not None and now - last > CATCH_UP_AFTER * cfg.interval else None
         result = await poll_source(
-            source, self.http, self.store, self.clock(), backfill=prev is None and cfg.backfill
+            source,
+            self.http,
+            self.store,
+            now,
+            backfill=cfg.backfill and (prev is None or since is not None),
+            since=since,
         )
         self.metrics.polled(source.name, result.ok, result.last_success)
         if not self._first_poll_logged:

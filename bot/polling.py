@@ -79,14 +79,21 @@ async def _trusted(
 
 
 async def poll_source(
-    source: Source, http: HttpClient, store: PollStore, now: datetime, *, backfill: bool = False
+    source: Source,
+    http: HttpClient,
+    store: PollStore,
+    now: datetime,
+    *,
+    backfill: bool = False,
+    since: datetime | None = None,
 ) -> PollResult:
-    """Fetch (or backfill) one source and store the result; never raises for a source's fault."""
+    """Fetch (or backfill, from `since` or all) one source and store the result; never raises
+    for a source's fault."""
     now = now.replace(microsecond=0)
     prev = (await store.source_health()).get(source.name)
     try:
         if backfill:
-            points = await source.backfill(http, now, None)
+            points = await source.backfill(http, now, since)
         else:
             points = await source.poll(http, now)
     except SourceError as exc:
