@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -51,6 +52,7 @@ class Leadership:
         """Our term while leading, None while standing by."""
         self.store_ok = True
         self._renewed = 0.0
+        self._failures = 0
 
     @property
     def leading(self) -> bool:
@@ -64,8 +66,14 @@ class Leadership:
     async def run(self) -> None:
         """Hold elections until cancelled; never raises."""
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # a bug here must not leave the replica silently leaderless
+                log.exception("leader: election step failed; trying again")
             pause = self.renew_every if self.leading and self.store_ok else self.standby_every
+            if not self.store_ok:  # back off while the store is down, up to one lease apart
+                pause = min(self.ttl, self.standby_every * 2 ** min(self._failures - 1, 8))
+                pause *= 0.5 + random.random() / 2
             if self.leading:  # wake in time to step down if renewals keep failing
                 pause = min(pause, max(0.0, self._renewed + self.deadline - self._monotonic()))
             await asyncio.sleep(pause)
@@ -133,13 +141,15 @@ class Leadership:
 
     def _store_down(self, exc: BaseException) -> None:
         """Say once that the store stopped answering."""
+        self._failures += 1
         if self.store_ok:
             self.store_ok = False
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("store: unreachable, retrying every %.1f s: %s", self.standby_every, reason)
+            log.error("store: unreachable, retrying with backoff: %s", reason)
 
     def _store_up(self) -> None:
         """Say once that the store answers again."""
+        self._failures = 0
         if not self.store_ok:
             self.store_ok = True
             log.warning("store: reachable again")
