@@ -47,6 +47,7 @@ bench: $(DEVSTAMP)
 	$(BIN)/python -m bench.backtest
 	$(BIN)/python -m bench.live
 	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.failover
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
