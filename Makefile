@@ -48,6 +48,8 @@ bench: $(DEVSTAMP)
 	$(BIN)/python -m bench.live
 	$(BIN)/python -m bench.startup
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.failover
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
