@@ -60,8 +60,15 @@ def expected_failure(exc: Exception) -> str | None:
         exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
     ):
         return "the store connection was lost"
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, (OSError, TimeoutError)):
         return f"the store does not answer ({type(exc).__name__})"
+    try:  # asyncpg's own errors while (re)connecting are not wrapped by SQLAlchemy
+        from asyncpg import exceptions as pg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return None
+    lost = (pg.PostgresConnectionError, pg.OperatorInterventionError, pg.InterfaceError)
+    if isinstance(exc, lost):
+        return f"the store connection was lost ({type(exc).__name__})"
     return None
 
 
@@ -282,7 +289,8 @@ class Runtime:
             cfg = getattr(self.settings.sources, name)
             first = datetime.now(UTC)  # the scheduler runs on the wall clock
             self.scheduler.every(f"poll:{name}", cfg.interval, self._poll(source), first=first)
-        self.scheduler.every("deliver", DELIVERY_INTERVAL, jobs.deliver)
+        # at once too: a new leader sends what the old one left in the outbox without waiting
+        self.scheduler.every("deliver", DELIVERY_INTERVAL, jobs.deliver, first=datetime.now(UTC))
         self.scheduler.every("tick", TICK_INTERVAL, jobs.tick)
         self.scheduler.every("reload", RELOAD_INTERVAL, jobs.watch_rules)
         # first run at once: a digest that fell due while the bot was down goes out on start

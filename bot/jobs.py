@@ -68,6 +68,9 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     """The bot's metrics; the outbox worker and digest job count there unless given their own."""
     _deliver_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _evaluate_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One evaluation at a time: two polls stepping a composite from the same stored state
+    would both fire it."""
     _started: float = field(default_factory=time.monotonic)
     _first_poll_logged: bool = False
     _down_since: dict[str, datetime] = field(default_factory=dict)
@@ -123,12 +126,13 @@ class Pipeline:
 
     async def _evaluate(self, series: set[str] | None) -> None:
         """Evaluate the rules reading `series` (None: every rule) and deliver what they owe."""
-        rules = self.rules.current
-        started = time.perf_counter()
-        done = await evaluate_series(
-            self.store, rules, series, self.clock(), self.channels, self.settings.delivery
-        )
-        self.metrics.evaluated(time.perf_counter() - started)
+        async with self._evaluate_lock:
+            rules = self.rules.current
+            started = time.perf_counter()
+            done = await evaluate_series(
+                self.store, rules, series, self.clock(), self.channels, self.settings.delivery
+            )
+            self.metrics.evaluated(time.perf_counter() - started)
         for transition in done.transitions:
             self.metrics.transitioned(transition.rule_id, transition.kind.value)
         self.metrics.firing([rule.id for rule in rules.rules], done.firing)

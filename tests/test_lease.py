@@ -189,3 +189,16 @@ async def test_a_leader_past_its_renew_deadline_is_no_longer_trusted(tmp_path: P
         assert not ship.trusted() and ship.leading  # not stepped down yet, but sends stop
     finally:
         await store.close()
+
+
+def test_store_and_lease_failures_are_named_in_a_line_and_bugs_are_not() -> None:
+    from asyncpg import exceptions as pg  # type: ignore[import-untyped]
+
+    from bot.app import expected_failure
+
+    assert expected_failure(Deposed("epoch 3, ours 2")) is not None
+    assert expected_failure(pg.CannotConnectNowError("the database system is shutting down"))
+    assert expected_failure(pg.ConnectionDoesNotExistError("connection was closed"))
+    assert expected_failure(ConnectionRefusedError("refused"))
+    assert expected_failure(ValueError("a bug")) is None
+    assert expected_failure(KeyError("a bug")) is None

@@ -432,3 +432,35 @@ async def test_console_prints_edits() -> None:
     stream = io.StringIO()
     await ConsoleNotifier(stream).deliver("console", Edit(3, "✅ <b>Funding</b> resolved"))
     assert stream.getvalue() == "── edited 3 in console ──\n✅ Funding resolved\n"
+
+
+class StoreOutage:
+    """The real store, except that handing claims back fails once: the database went away."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def release_claims(self, worker: str) -> int:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionRefusedError("the store is down")
+        return await self._store.release_claims(worker)
+
+
+async def test_rows_a_failed_drain_could_not_hand_back_go_out_on_the_next_drain(
+    tg: FakeTelegram, store: Store, clock: SteppingClock
+) -> None:
+    await enqueue(store, clock, "etf", ("42", "etf inflows"), ("43", "etf inflows"))
+    outage = StoreOutage(store)
+    async with worker(tg, outage, clock, crash_on="etf") as (outbox, notifier):  # type: ignore[arg-type]
+        with pytest.raises(ExceptionGroup):
+            await outbox.drain()
+        assert outage.failed and await pending_outbox(store) == 2
+        notifier.crash_on = None
+        assert await outbox.drain() == 2  # not left claimed until the claim expires
+    assert await pending_outbox(store) == 0
+    assert {str(m.chat_id) for m in tg.sent()} == {"42", "43"}

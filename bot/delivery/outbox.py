@@ -111,16 +111,23 @@ class OutboxWorker:
         )
         self._writes = asyncio.Lock()  # one store write at a time: SQLite has a single writer
         self._gone: set[str] = set()
+        self._release_owed = False
 
     async def drain(self) -> int:
         """Deliver every due row; return how many rows were sent."""
         sent = 0
         self._gone = set()
+        if self._release_owed:  # the last drain failed and could not hand its rows back
+            await self.store.release_claims(self.worker_id)
+            self._release_owed = False
         try:
             while batch := await self.store.claim_outbox(self.worker_id, self.clock(), BATCH):
                 sent += await self._deliver_batch(batch)
         except Exception:
-            await self.store.release_claims(self.worker_id)
+            try:
+                await self.store.release_claims(self.worker_id)
+            except Exception:  # the store is down: hand them back on the next drain instead
+                self._release_owed = True
             raise
         if self.metrics is not None:
             self.metrics.outbox_pending(await self.store.pending_count())
