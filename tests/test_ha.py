@@ -212,3 +212,46 @@ async def test_a_postgres_restart_is_survived_lost_nothing_and_logged_once(
     assert one.count("store: unreachable") <= 1
     assert one.count("store: reachable again") == one.count("store: unreachable")
     assert "Traceback" not in one.log, one.log
+
+
+async def test_only_the_leaders_scheduler_has_jobs_and_a_resigning_leader_hands_over(
+    pg_url: str, fakes: tuple[FakeSource, FakeTelegram], tmp_path: Path
+) -> None:
+    from bot.app import Runtime
+    from bot.config import Settings
+    from tests.harness.env import OTHER_SOURCES
+    from tests.harness.files import ROOT
+
+    src, _ = fakes
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        http={"port": 0},
+        store={"url": pg_url},
+        rules={"dir": str(ROOT / "rules")},
+        ha={"lease": "3s"},
+        heartbeat={"url": f"{src.base_url}/ping"},
+        sources={
+            "fear_greed": {"base_url": src.base_url, "retries": 0},
+            **{name: {"enabled": False} for name in OTHER_SOURCES},
+        },
+    )
+    first, second = Runtime(settings), Runtime(settings)
+    first.worker_id, second.worker_id = "first", "second"
+    await first.start()
+    await second.start()
+    try:
+        async with asyncio.timeout(10):
+            while not (first.leading or second.leading):  # noqa: ASYNC110 - the election runs
+                await asyncio.sleep(0.05)
+        leader, standby = (first, second) if first.leading else (second, first)
+        for job in ("poll:fear_greed", "deliver", "tick", "digest", "heartbeat"):
+            assert leader.scheduler.has_job(job) and not standby.scheduler.has_job(job)
+        assert await standby.readiness() == "standby" and await leader.readiness() is None
+        await leader.stop()  # resigns: the lease is handed over at once, not after 3 s
+        async with asyncio.timeout(2.5):
+            while not standby.leading:  # noqa: ASYNC110 - the election runs
+                await asyncio.sleep(0.05)
+        assert standby.scheduler.has_job("poll:fear_greed")
+    finally:
+        await first.stop()
+        await second.stop()
