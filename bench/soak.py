@@ -45,6 +45,7 @@ from tests.harness.bot_app import TOKEN
 from tests.harness.fake_telegram import FakeTelegram, Sent
 from tests.harness.faulty_source import FaultySource
 from tests.harness.files import ROOT, fixture_json, fixture_text
+from tests.harness.payloads import VENUE_ROUTES
 from tests.harness.replica import LEADS, Replica, replica_env
 from tests.harness.store_backends import postgres_database
 from tests.harness.store_rows import engine_of
@@ -89,13 +90,7 @@ def quick_default() -> bool:
 def route_sources(src: FaultySource) -> None:
     """Recorded payloads for every source but fear_greed (see `FearGreedFeed`), BTC only."""
     for venue, path, name in (
-        ("binance", "/fapi/v1/fundingInfo", "funding_info.json"),
-        ("binance", "/fapi/v1/premiumIndex", "premium_index_btc.json"),
-        ("binance", "/fapi/v1/openInterest", "open_interest_btc.json"),
-        ("okx", "/api/v5/public/funding-rate", "funding_rate_btc.json"),
-        ("okx", "/api/v5/public/open-interest", "open_interest_btc.json"),
-        ("okx", "/api/v5/public/mark-price", "mark_price_btc.json"),
-        ("bybit", "/v5/market/tickers", "tickers_btc.json"),
+        *VENUE_ROUTES,
         ("coinglass", COINGLASS_PATHS["btc"], "flow_history_btc.json"),
         ("http_json", "/stablecoins", "stablecoins.json"),
     ):

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bot.store import Store
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_source import FakeSource
+from tests.harness.payloads import fear_greed
 from tests.harness.pipeline import pipeline, pipeline_settings
 
 FNG = "/fng/"
-
-
-def readings(*points: tuple[datetime, int]) -> dict[str, Any]:
-    """An /fng/ answer, newest first, strings for numbers as the real API sends."""
-    data = [
-        {"value": str(v), "value_classification": "x", "timestamp": str(int(ts.timestamp()))}
-        for ts, v in sorted(points, reverse=True)
-    ]
-    return {"name": "Fear and Greed Index", "data": data, "metadata": {"error": None}}
 
 
 async def test_a_poll_after_a_gap_backfills_the_gap_and_a_regular_one_does_not(
@@ -31,14 +22,14 @@ async def test_a_poll_after_a_gap_backfills_the_gap_and_a_regular_one_does_not(
     async with FakeSource() as src:
         settings = pipeline_settings(tmp_path, src.base_url)
         async with pipeline(settings, clock, store, io.StringIO()) as jobs:
-            src.route("GET", FNG, body=readings((day, 40)))
+            src.route("GET", FNG, body=fear_greed((day, 40)))
             await jobs.poll(jobs.sources["fear_greed"])  # first sight: the whole history
             clock.advance(timedelta(hours=2))
             await jobs.poll(jobs.sources["fear_greed"])  # within three intervals: a poll
             assert [r.query["limit"] for r in src.requests_to(FNG)] == ["0", "2"]
             clock.advance(timedelta(days=4))  # the bot was down for days
             missed = [(day + timedelta(days=d), 30 - d) for d in range(1, 5)]
-            src.route("GET", FNG, body=readings((day, 40), *missed))
+            src.route("GET", FNG, body=fear_greed((day, 40), *missed))
             await jobs.poll(jobs.sources["fear_greed"])
     assert [r.query["limit"] for r in src.requests_to(FNG)] == ["0", "2", "0"]
     stored = [(p.ts, p.value) for p in await store.observations("fear_greed")]

@@ -21,21 +21,13 @@ from tests.harness.env import OTHER_SOURCES
 from tests.harness.fake_source import FakeSource
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.files import ROOT, fixture_json
+from tests.harness.payloads import fear_greed as fng
 from tests.harness.store_rows import pending_outbox
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "123456:TEST-token"
 CHANNEL = "@stablewatch_signals"
-
-
-def fng(*points: tuple[datetime, int]) -> dict[str, Any]:
-    """An /fng/ answer, newest first, strings for numbers as the real API sends."""
-    data = [
-        {"value": str(v), "value_classification": "x", "timestamp": str(int(ts.timestamp()))}
-        for ts, v in sorted(points, reverse=True)
-    ]
-    return {"name": "Fear and Greed Index", "data": data, "metadata": {"error": None}}
 
 
 def settings_for(tmp_path: Path, src: FakeSource, tg: FakeTelegram | None) -> Settings:

@@ -13,6 +13,7 @@ from bot.model import Observation
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_source import FakeSource
 from tests.harness.files import ROOT, fixture_json
+from tests.harness.payloads import VENUE_ROUTES
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +40,7 @@ def settings_for(tmp_path: Path, src: FakeSource) -> Settings:
 
 def route_all(src: FakeSource) -> None:
     """BTC answers on every path, however often the bot asks (its own first poll included)."""
-    for venue, path, name in (
-        ("binance", "/fapi/v1/fundingInfo", "funding_info.json"),
-        ("binance", "/fapi/v1/premiumIndex", "premium_index_btc.json"),
-        ("binance", "/fapi/v1/openInterest", "open_interest_btc.json"),
-        ("okx", "/api/v5/public/funding-rate", "funding_rate_btc.json"),
-        ("okx", "/api/v5/public/open-interest", "open_interest_btc.json"),
-        ("okx", "/api/v5/public/mark-price", "mark_price_btc.json"),
-        ("bybit", "/v5/market/tickers", "tickers_btc.json"),
-    ):
+    for venue, path, name in VENUE_ROUTES:
         src.route("GET", path, body=fixture_json(venue, name))
     src.route("POST", "/info", body=fixture_json("hyperliquid", "meta_and_asset_ctxs.json"))
 
