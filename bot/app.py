@@ -182,7 +182,7 @@ class Runtime:
         # SQLite is one process by design: whatever an earlier (killed) run had claimed but not
         # sent goes back in the queue. On PostgreSQL the next leader releases them (`_lead`).
         await store.release_claims("*" if self.single else self.worker_id)
-        self._stack.push_async_callback(store.release_claims, self.worker_id)
+        self._stack.push_async_callback(self._hand_back_claims, store)
         self.rules.load()
         notifier, telegram = self._notifier(store)
         console = isinstance(notifier, ConsoleNotifier)
@@ -247,6 +247,13 @@ class Runtime:
             ) from None
         self._stack.push_async_callback(server.stop)
         self.http_port = server.port
+
+    async def _hand_back_claims(self, store: Store) -> None:
+        """On the way out, put what this process claimed but never sent back in the queue."""
+        try:
+            await store.release_claims(self.worker_id)
+        except Exception as exc:  # deposed or store gone: the next leader releases them
+            log.info("outbox claims left to the next leader: %s", expected_failure(exc) or exc)
 
     def _notifier(self, store: Store) -> tuple[Notifier, TelegramApp | None]:
         """Telegram when a token is set, else the console, said in one line."""
