@@ -89,7 +89,8 @@ class Leadership:
                 self.store.hold_lease(LEASE, self.holder, self.epoch, self.ttl), timeout=budget
             )
         except Exception as exc:  # store unreachable, or too slow to trust
-            self._store_down(exc)
+            slow = isinstance(exc, TimeoutError)
+            self._store_down(f"no answer within {budget:.1f} s" if slow else exc)
             if self.leading and self._monotonic() - self._renewed >= self.deadline:
                 await self._step_down("cannot renew the lease: the store does not answer")
             return
@@ -139,7 +140,7 @@ class Leadership:
         except Exception as exc:
             log.warning("leader: could not hand the lease back (it lapses by itself): %s", exc)
 
-    def _store_down(self, exc: BaseException) -> None:
+    def _store_down(self, exc: BaseException | str) -> None:
         """Say once that the store stopped answering."""
         self._failures += 1
         if self.store_ok:

@@ -1,7 +1,7 @@
 """Replicas on one PostgreSQL database: one leader, failover after SIGKILL, SQLite refused twice.
 
 Real `stablewatch run` processes, the fake Bot API and a fake source on loopback, and the real
-PostgreSQL server; the lease is shortened to 3 s so a takeover takes seconds.
+PostgreSQL server; the lease is shortened to 6 s so a takeover takes seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from tests.harness.store_backends import (
 )
 
 pytestmark = pytest.mark.slow
-LEASE = 3.0
+LEASE = 6.0
+"""Short for quick takeovers, long enough that a loaded 2-core CI machine renews in time
+(a renewal may take up to a third of it)."""
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ async def test_one_leader_among_three_replicas_and_no_overlapping_polls(
         for replica in replicas:
             if replica is not leader:
                 await replica.wait_for(STANDS_BY)
-        await asyncio.sleep(3 * LEASE)  # several renewals and standby tries
+        await asyncio.sleep(2 * LEASE)  # several renewals and standby tries
         assert sum(r.count(LEADS) for r in replicas) == 1
         assert tg.conflicts == 0
         for replica in replicas:
@@ -144,7 +146,7 @@ async def test_failover_after_sigkill_serves_every_chat_and_the_old_leader_stand
         for replica in (first, second, again):
             if replica is not None:
                 await replica.stop()
-    assert second.count(LEADS) == 1
+    assert second.count(LEADS) == 1, second.log
 
 
 async def test_a_second_run_on_one_sqlite_file_exits_2_naming_file_and_process(
