@@ -85,7 +85,7 @@ def to_transition(rule: AnyRule, change: Change, ev: Evaluated | None = None) ->
 
 async def recipients(store: Store, channels: Sequence[str]) -> list[str]:
     """Every active subscription, then every configured channel, without duplicates."""
-    chats = [str(s.chat_id) for s in await store.subscriptions(active_only=True)]
+    chats = [str(chat) for chat in await store.subscriber_ids()]
     return list(dict.fromkeys([*chats, *channels]))
 
 

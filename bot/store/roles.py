@@ -171,6 +171,10 @@ class Audience(Protocol):
         """Return subscriptions, ordered by chat id."""
         ...
 
+    async def subscriber_ids(self) -> list[int]:
+        """The active subscriptions' chat ids, ordered: the same chats, without their details."""
+        ...
+
     async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:
         """Activate a chat's subscription; return True if it was not active before."""
         ...

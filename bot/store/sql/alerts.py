@@ -64,30 +64,14 @@ class SqlAlertLog(SqlBase):
                     db.transitions.c.id, sort_by_parameter_order=True
                 )
                 ids.extend((await conn.execute(stmt, chunk)).scalars())
-            outbox_rows: list[dict[str, Any]] = []
             for delivery in deliveries:
                 index = delivery.transition_index
                 if not 0 <= index < len(ids):  # raising here rolls back the states and transitions
                     raise IndexError(f"delivery refers to transition {index} of {len(ids)}")
-                tr = transitions[index]
-                outbox_rows.append(
-                    {
-                        "key": f"{ids[index]}:{delivery.chat_id}",
-                        "transition_id": ids[index],
-                        "chat_id": str(delivery.chat_id),
-                        "rule_id": tr.rule_id,
-                        "kind": str(tr.kind),
-                        "text": delivery.text,
-                        "status": PENDING,
-                        "attempts": 0,
-                        "not_before": to_epoch(delivery.not_before),
-                        "error": "",
-                        "created_at": at,
-                    }
-                )
-            for chunk in chunks(outbox_rows):
-                await conn.execute(insert(db.outbox), chunk)
-        return len(outbox_rows)
+            await self._insert_columns(
+                conn, db.outbox, _outbox_columns(transitions, ids, deliveries, at)
+            )
+        return len(deliveries)
 
     async def newest_due(self, chats: Collection[str], since: datetime) -> dict[str, datetime]:
         """The newest `not_before` per chat among messages due after `since`, in one query.
@@ -124,6 +108,32 @@ class SqlAlertLog(SqlBase):
             )
             for r in rows
         ]
+
+
+def _outbox_columns(
+    transitions: Sequence[Transition], ids: list[int], deliveries: Sequence[Delivery], at: int
+) -> dict[str, list[Any]]:
+    """The outbox rows the deliveries owe, column by column (a fan-out has 100k of them)."""
+    epochs = {d.not_before: 0 for d in deliveries}  # a fan-out's rows share a few due moments
+    for moment in epochs:
+        epochs[moment] = to_epoch(moment)
+    tr = [transitions[d.transition_index] for d in deliveries]
+    tid = [ids[d.transition_index] for d in deliveries]
+    chats = [str(d.chat_id) for d in deliveries]
+    n = len(deliveries)
+    return {
+        "key": [f"{i}:{chat}" for i, chat in zip(tid, chats, strict=True)],
+        "transition_id": tid,
+        "chat_id": chats,
+        "rule_id": [t.rule_id for t in tr],
+        "kind": [str(t.kind) for t in tr],
+        "text": [d.text for d in deliveries],
+        "status": [PENDING] * n,
+        "attempts": [0] * n,
+        "not_before": [epochs[d.not_before] for d in deliveries],
+        "error": [""] * n,
+        "created_at": [at] * n,
+    }
 
 
 def _state_row(state: AlertState, at: int) -> dict[str, Any]:
