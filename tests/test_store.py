@@ -295,6 +295,23 @@ async def test_outbox_rows_keep_the_deliveries_order_across_batches(
     assert await store.newest_due(["7", "-5"], T0) == {"7": later}
 
 
+async def test_alert_states_of_the_rules_named_and_the_firing_ones(store: SqlStore) -> None:
+    a, b, c = (
+        AlertState("a", AlertStatus.FIRING, T0),
+        AlertState("b", AlertStatus.PENDING, T0),
+        AlertState("c"),
+    )
+    await store.record_evaluation([a, b, c], [], [], T0)
+    assert await store.alert_states(["b", "c", "gone"]) == {"b": b, "c": c}
+    assert await store.alert_states([]) == {}
+    assert await store.firing_rules() == {"a"}
+    moved = AlertState("b", AlertStatus.FIRING, T0 + DAY)
+    await store.record_evaluation([moved], [], [], T0 + DAY)
+    assert await store.alert_states() == {"a": a, "b": moved, "c": c}
+    assert await store.alert_states(["b"]) == {"b": moved}
+    assert await store.firing_rules() == {"a", "b"}
+
+
 async def test_new_state_replaces_old_one(store: SqlStore) -> None:
     await store.record_evaluation([AlertState("r", AlertStatus.PENDING, T0)], [], [], T0)
     await store.record_evaluation([AlertState("r"), AlertState("s", last_ts=T0)], [], [], T0)

@@ -107,8 +107,12 @@ class Observations(Protocol):
 class AlertLog(Protocol):
     """Each rule's persisted state and the log of its transitions."""
 
-    async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one."""
+    async def alert_states(self, rule_ids: Collection[str] | None = None) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one, or of the rules named."""
+        ...
+
+    async def firing_rules(self) -> set[str]:
+        """The rules whose persisted state is firing."""
         ...
 
     async def record_evaluation(

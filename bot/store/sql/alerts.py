@@ -19,7 +19,7 @@ from bot.model import (
     to_epoch,
 )
 from bot.store import schema as db
-from bot.store.sql.base import PENDING, SqlBase, chunks, epoch, when
+from bot.store.sql.base import CHUNK, PENDING, SqlBase, chunks, epoch, when
 
 
 class SqlAlertLog(SqlBase):
@@ -27,22 +27,40 @@ class SqlAlertLog(SqlBase):
 
     _decoded: dict[str, tuple[tuple[Any, ...], AlertState]] | None = None
 
-    async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one.
+    async def alert_states(self, rule_ids: Collection[str] | None = None) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one, or of the rules named.
 
-        Every evaluation reads them all, and most rows have not changed since the last read:
-        a row identical to the one read before gives back the same (frozen) state instead of
-        being decoded again, which is most of the read's time with thousands of rules.
+        Every evaluation reads them, and most rows have not changed since the last read: a row
+        identical to the one read before gives back the same (frozen) state instead of being
+        decoded again, which is most of the read's time with thousands of rules.
         """
-        rows = await self._fetch(select(db.alert_states))
+        s = db.alert_states
+        if rule_ids is None:
+            rows = list(await self._fetch(select(s)))
+        else:
+            ids = sorted(set(rule_ids))
+            rows = []
+            for lo in range(0, len(ids), CHUNK):  # within every driver's bound-parameter limit
+                rows.extend(
+                    await self._fetch(select(s).where(s.c.rule_id.in_(ids[lo : lo + CHUNK])))
+                )
         before = self._decoded or {}
-        decoded: dict[str, tuple[tuple[Any, ...], AlertState]] = {}
+        decoded = {} if rule_ids is None else dict(before)  # a full read forgets deleted rows
+        out: dict[str, AlertState] = {}
         for r in rows:
             raw = tuple(r)
             known = before.get(r.rule_id)
-            decoded[r.rule_id] = known if known and known[0] == raw else (raw, _state_from(r))
+            entry = known if known and known[0] == raw else (raw, _state_from(r))
+            decoded[r.rule_id] = entry
+            out[r.rule_id] = entry[1]
         self._decoded = decoded
-        return {rule_id: state for rule_id, (_, state) in decoded.items()}
+        return out
+
+    async def firing_rules(self) -> set[str]:
+        """The rules whose persisted state is firing."""
+        s = db.alert_states
+        query = select(s.c.rule_id).where(s.c.status == str(AlertStatus.FIRING))
+        return {r.rule_id for r in await self._fetch(query)}
 
     async def record_evaluation(
         self,

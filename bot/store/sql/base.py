@@ -11,8 +11,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row, Table, event, insert, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Row,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -167,6 +179,21 @@ class SqlBase:
         stmt = text(_unnest_insert(table, names, conn.dialect))
         for lo in range(0, count, ARRAY_CHUNK):
             await conn.execute(stmt, {n: columns[n][lo : lo + ARRAY_CHUNK] for n in names})
+
+    async def _column_lists(
+        self, columns: Sequence[ColumnElement[Any]], order: ColumnElement[Any], *where: Any
+    ) -> list[list[Any]]:
+        """One read's rows column by column, in `order`.
+
+        PostgreSQL answers one row of arrays (`array_agg … ORDER BY`), so a series' thousands
+        of points skip the per-row result machinery; SQLite reads the rows.
+        """
+        if self._dialect == "postgresql":
+            arrays = [func.array_agg(aggregate_order_by(c, order)) for c in columns]
+            (row,) = await self._fetch(select(*arrays).where(*where))
+            return [list(values or ()) for values in row]
+        rows = await self._fetch(select(*columns).where(*where).order_by(order))
+        return [[r[i] for r in rows] for i in range(len(columns))]
 
     async def _fetch(self, query: Executable) -> Sequence[Row[Any]]:
         """Every row of one read, on a connection of its own."""
