@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.alerts.pipeline import evaluate_series
 from bot.digest.scorecard import DigestData, build_digest, render_digest
 from bot.engine.loader import load_rules
+from bot.engine.rules import CompositeRule, SeriesRule
 from bot.engine.ruleset import RuleSet
 from bot.model import ChatKind, Observation, Transition, TransitionKind
 from bot.telegram.views import history_text
@@ -64,6 +65,30 @@ async def test_unrelated_series_evaluates_nothing(tmp_path: Path) -> None:
         outcome = await evaluate_series(store, load_rules(ROOT / "rules"), {"other"}, NOW)
         assert outcome.transitions == ()
         assert "extreme-fear" not in await store.alert_states()
+    finally:
+        await store.close()
+
+
+async def test_a_pass_over_one_series_still_counts_every_rule_firing(tmp_path: Path) -> None:
+    store = await make_sqlite_store(tmp_path)
+    a, b, c = (
+        SeriesRule.model_validate(
+            {"id": f"{k}-high", "series": f"x.{k}", "condition": {"above": 0}}
+        )
+        for k in "abc"
+    )
+    both = CompositeRule.model_validate({"id": "both", "all": ["a-high", "b-high"]})
+    rules = RuleSet((a, b, c, both))
+    try:
+        await store.upsert_observations([Observation(f"x.{k}", DAY0, 1.0) for k in "ac"])
+        first = await evaluate_series(store, rules, {"x.a", "x.c"}, NOW)
+        assert first.firing == {"a-high", "c-high"}
+        await store.upsert_observations([Observation("x.b", DAY0, 1.0)])
+        second = await evaluate_series(store, rules, {"x.b"}, NOW + timedelta(minutes=1))
+        assert second.firing == {"a-high", "b-high", "c-high", "both"}  # a and c: not stepped
+        await store.upsert_observations([Observation("x.b", DAY0 + timedelta(hours=1), -1.0)])
+        third = await evaluate_series(store, rules, {"x.b"}, NOW + timedelta(minutes=2))
+        assert third.firing == {"a-high", "c-high"}
     finally:
         await store.close()
 

@@ -27,6 +27,7 @@ from bot.model import (
 from bot.store import migrations
 from bot.store import schema as db
 from bot.store.sql import SqlStore
+from bot.store.sql import base as sql_base
 from tests.harness.store_backends import (
     PostgresUnavailableError,
     postgres_database,
@@ -235,6 +236,7 @@ async def test_subscriptions_ordered_by_chat_id(store: SqlStore) -> None:
     await store.subscribe(1, ChatKind.CHANNEL, "news", T0)
     await store.unsubscribe(5)
     assert [s.chat_id for s in await store.subscriptions()] == [-1001234567890, 1]
+    assert await store.subscriber_ids() == [-1001234567890, 1]
     everyone = await store.subscriptions(active_only=False)
     assert [(s.chat_id, s.kind) for s in everyone] == [
         (-1001234567890, ChatKind.SUPERGROUP),
@@ -264,6 +266,50 @@ async def test_record_evaluation_writes_states_transitions_and_outbox(store: Sql
     assert items[0].created_at == T0 + DAY
     assert await store.claim_outbox("w", later - timedelta(seconds=1)) == []
     assert [i.chat_id for i in await store.claim_outbox("w", later)] == ["@channel"]
+
+
+async def test_outbox_rows_keep_the_deliveries_order_across_batches(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_base, "ARRAY_CHUNK", 2)
+    monkeypatch.setattr(sql_base, "CHUNK", 2)
+    later = T0 + timedelta(seconds=30)
+    deliveries = [
+        Delivery(1, "7", "b to 7", T0),
+        Delivery(0, "7", "a to 7", later),
+        Delivery(0, "-5", "a to -5", T0),
+        Delivery(1, "9", "🔔 b to 9", T0),
+        Delivery(0, "9", "a to 9", T0),
+    ]
+    assert await store.record_evaluation([], [firing("a"), resolved("b")], deliveries, T0) == 5
+    items = await store.claim_outbox("w", later)
+    assert [(i.chat_id, i.text, i.rule_id, i.kind) for i in items] == [
+        ("7", "b to 7", "b", TransitionKind.RESOLVED),
+        ("7", "a to 7", "a", TransitionKind.FIRING),
+        ("-5", "a to -5", "a", TransitionKind.FIRING),
+        ("9", "🔔 b to 9", "b", TransitionKind.RESOLVED),
+        ("9", "a to 9", "a", TransitionKind.FIRING),
+    ]
+    assert [i.id for i in items] == sorted(i.id for i in items)
+    assert len({i.key for i in items}) == 5
+    assert await store.newest_due(["7", "-5"], T0) == {"7": later}
+
+
+async def test_alert_states_of_the_rules_named_and_the_firing_ones(store: SqlStore) -> None:
+    a, b, c = (
+        AlertState("a", AlertStatus.FIRING, T0),
+        AlertState("b", AlertStatus.PENDING, T0),
+        AlertState("c"),
+    )
+    await store.record_evaluation([a, b, c], [], [], T0)
+    assert await store.alert_states(["b", "c", "gone"]) == {"b": b, "c": c}
+    assert await store.alert_states([]) == {}
+    assert await store.firing_rules() == {"a"}
+    moved = AlertState("b", AlertStatus.FIRING, T0 + DAY)
+    await store.record_evaluation([moved], [], [], T0 + DAY)
+    assert await store.alert_states() == {"a": a, "b": moved, "c": c}
+    assert await store.alert_states(["b"]) == {"b": moved}
+    assert await store.firing_rules() == {"a", "b"}
 
 
 async def test_new_state_replaces_old_one(store: SqlStore) -> None:

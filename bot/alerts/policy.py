@@ -26,11 +26,6 @@ class Plan:
     storm_mutes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def muted(chat_mutes: dict[str, datetime], rule: AnyRule | None, rule_id: str) -> bool:
-    """A chat muted everything, this rule, or one of its tags."""
-    return any(t in chat_mutes for t in targets(rule, rule_id) | {"all"})
-
-
 def targets(rule: AnyRule | None, rule_id: str) -> set[str]:
     """What a mute or a filter may name to mean this rule: its id and its tags."""
     return {rule_id} | {f"tag:{t}" for t in (rule.tags if rule else [])}
@@ -74,22 +69,28 @@ async def plan(
             counts[rid] = await store.sent_counts(rid, now - STORM_WINDOW)
             told[rid] = await store.notified(rid)
         follow_up = transition.kind in (TransitionKind.RESOLVED, TransitionKind.REMINDER)
+        fired, told_here, sent_here = transition.fired_at, told[rid], counts[rid]
+        names = targets(rule, rid)  # once per transition, not per chat (fan-outs)
+        mutable = names | {"all"}
         for chat in chats:
-            if muted(mutes.get(chat, {}), rule, rid):
+            chat_mutes = mutes.get(chat)
+            if chat_mutes and not mutable.isdisjoint(chat_mutes):
                 continue
-            fired = transition.fired_at
-            if not follow_up and not wanted(filters.get(chat), rule, rid):
-                continue
-            if follow_up and (chat not in told[rid] or (fired and told[rid][chat] < fired)):
-                continue
-            sent = counts[rid].get(chat, 0)
+            if follow_up:
+                if chat not in told_here or (fired and told_here[chat] < fired):
+                    continue
+            else:
+                chat_filter = filters.get(chat)
+                if chat_filter and chat_filter.isdisjoint(names):
+                    continue
+            sent = sent_here.get(chat, 0)
             if sent >= storm_limit:
                 out.storm_mutes.append((chat, rid))
                 mutes.setdefault(chat, {})[rid] = now + STORM_WINDOW
                 text_here = storm_notice(rule.name if rule else rid, storm_limit)
             else:
                 text_here = text
-            counts[rid][chat] = sent + 1
+            sent_here[chat] = sent + 1
             out.deliveries.append((index, chat, text_here))
     return out
 
@@ -115,5 +116,5 @@ async def schedule(
     """Give each owed (transition index, chat, text) its chat's due time, with one store read."""
     chats = {chat for _, chat, _ in owed}
     newest = await store.newest_due(chats, now - window) if window > timedelta(0) and chats else {}
-    due = {chat: due_at(now, newest.get(chat), window) for chat in chats}
-    return [Delivery(index, chat, text, due[chat]) for index, chat, text in owed]
+    due = {chat: due_at(now, at, window) for chat, at in newest.items()}  # the rest: now
+    return [Delivery(index, chat, text, due.get(chat, now)) for index, chat, text in owed]

@@ -10,6 +10,7 @@ import json
 import math
 import re
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -400,9 +401,9 @@ class _RuleBase(_Strict):
             },
         )
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """A change resets the rule's state; a message-only edit does not."""
+        """A change resets the rule's state; a message-only edit does not (cached: frozen)."""
         text = json.dumps(self._identity(), sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 

@@ -107,8 +107,12 @@ class Observations(Protocol):
 class AlertLog(Protocol):
     """Each rule's persisted state and the log of its transitions."""
 
-    async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one."""
+    async def alert_states(self, rule_ids: Collection[str] | None = None) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one, or of the rules named."""
+        ...
+
+    async def firing_rules(self) -> set[str]:
+        """The rules whose persisted state is firing."""
         ...
 
     async def record_evaluation(
@@ -169,6 +173,10 @@ class Audience(Protocol):
 
     async def subscriptions(self, active_only: bool = True) -> list[Subscription]:
         """Return subscriptions, ordered by chat id."""
+        ...
+
+    async def subscriber_ids(self) -> list[int]:
+        """The active subscriptions' chat ids, ordered: the same chats, without their details."""
         ...
 
     async def subscribe(self, chat_id: int, kind: ChatKind, title: str, now: datetime) -> bool:

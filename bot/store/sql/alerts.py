@@ -19,7 +19,7 @@ from bot.model import (
     to_epoch,
 )
 from bot.store import schema as db
-from bot.store.sql.base import PENDING, SqlBase, chunks, epoch, when
+from bot.store.sql.base import CHUNK, PENDING, SqlBase, chunks, epoch, when
 
 
 class SqlAlertLog(SqlBase):
@@ -27,22 +27,40 @@ class SqlAlertLog(SqlBase):
 
     _decoded: dict[str, tuple[tuple[Any, ...], AlertState]] | None = None
 
-    async def alert_states(self) -> dict[str, AlertState]:
-        """Return the persisted state of every rule that has one.
+    async def alert_states(self, rule_ids: Collection[str] | None = None) -> dict[str, AlertState]:
+        """Return the persisted state of every rule that has one, or of the rules named.
 
-        Every evaluation reads them all, and most rows have not changed since the last read:
-        a row identical to the one read before gives back the same (frozen) state instead of
-        being decoded again, which is most of the read's time with thousands of rules.
+        Every evaluation reads them, and most rows have not changed since the last read: a row
+        identical to the one read before gives back the same (frozen) state instead of being
+        decoded again, which is most of the read's time with thousands of rules.
         """
-        rows = await self._fetch(select(db.alert_states))
+        s = db.alert_states
+        if rule_ids is None:
+            rows = list(await self._fetch(select(s)))
+        else:
+            ids = sorted(set(rule_ids))
+            rows = []
+            for lo in range(0, len(ids), CHUNK):  # within every driver's bound-parameter limit
+                rows.extend(
+                    await self._fetch(select(s).where(s.c.rule_id.in_(ids[lo : lo + CHUNK])))
+                )
         before = self._decoded or {}
-        decoded: dict[str, tuple[tuple[Any, ...], AlertState]] = {}
+        decoded = {} if rule_ids is None else dict(before)  # a full read forgets deleted rows
+        out: dict[str, AlertState] = {}
         for r in rows:
             raw = tuple(r)
             known = before.get(r.rule_id)
-            decoded[r.rule_id] = known if known and known[0] == raw else (raw, _state_from(r))
+            entry = known if known and known[0] == raw else (raw, _state_from(r))
+            decoded[r.rule_id] = entry
+            out[r.rule_id] = entry[1]
         self._decoded = decoded
-        return {rule_id: state for rule_id, (_, state) in decoded.items()}
+        return out
+
+    async def firing_rules(self) -> set[str]:
+        """The rules whose persisted state is firing."""
+        s = db.alert_states
+        query = select(s.c.rule_id).where(s.c.status == str(AlertStatus.FIRING))
+        return {r.rule_id for r in await self._fetch(query)}
 
     async def record_evaluation(
         self,
@@ -64,30 +82,14 @@ class SqlAlertLog(SqlBase):
                     db.transitions.c.id, sort_by_parameter_order=True
                 )
                 ids.extend((await conn.execute(stmt, chunk)).scalars())
-            outbox_rows: list[dict[str, Any]] = []
             for delivery in deliveries:
                 index = delivery.transition_index
                 if not 0 <= index < len(ids):  # raising here rolls back the states and transitions
                     raise IndexError(f"delivery refers to transition {index} of {len(ids)}")
-                tr = transitions[index]
-                outbox_rows.append(
-                    {
-                        "key": f"{ids[index]}:{delivery.chat_id}",
-                        "transition_id": ids[index],
-                        "chat_id": str(delivery.chat_id),
-                        "rule_id": tr.rule_id,
-                        "kind": str(tr.kind),
-                        "text": delivery.text,
-                        "status": PENDING,
-                        "attempts": 0,
-                        "not_before": to_epoch(delivery.not_before),
-                        "error": "",
-                        "created_at": at,
-                    }
-                )
-            for chunk in chunks(outbox_rows):
-                await conn.execute(insert(db.outbox), chunk)
-        return len(outbox_rows)
+            await self._insert_columns(
+                conn, db.outbox, _outbox_columns(transitions, ids, deliveries, at)
+            )
+        return len(deliveries)
 
     async def newest_due(self, chats: Collection[str], since: datetime) -> dict[str, datetime]:
         """The newest `not_before` per chat among messages due after `since`, in one query.
@@ -124,6 +126,32 @@ class SqlAlertLog(SqlBase):
             )
             for r in rows
         ]
+
+
+def _outbox_columns(
+    transitions: Sequence[Transition], ids: list[int], deliveries: Sequence[Delivery], at: int
+) -> dict[str, list[Any]]:
+    """The outbox rows the deliveries owe, column by column (a fan-out has 100k of them)."""
+    epochs = {d.not_before: 0 for d in deliveries}  # a fan-out's rows share a few due moments
+    for moment in epochs:
+        epochs[moment] = to_epoch(moment)
+    tr = [transitions[d.transition_index] for d in deliveries]
+    tid = [ids[d.transition_index] for d in deliveries]
+    chats = [str(d.chat_id) for d in deliveries]
+    n = len(deliveries)
+    return {
+        "key": [f"{i}:{chat}" for i, chat in zip(tid, chats, strict=True)],
+        "transition_id": tid,
+        "chat_id": chats,
+        "rule_id": [t.rule_id for t in tr],
+        "kind": [str(t.kind) for t in tr],
+        "text": [d.text for d in deliveries],
+        "status": [PENDING] * n,
+        "attempts": [0] * n,
+        "not_before": [epochs[d.not_before] for d in deliveries],
+        "error": [""] * n,
+        "created_at": [at] * n,
+    }
 
 
 def _state_row(state: AlertState, at: int) -> dict[str, Any]:

@@ -44,11 +44,11 @@ class SqlObservations(SqlBase):
     ) -> tuple[list[int], list[float]]:
         """Epoch seconds and values as plain lists: the evaluation hot path skips datetimes."""
         t = db.observations
-        query = select(t.c.ts, t.c.value).where(t.c.series == series).order_by(t.c.ts)
+        where = [t.c.series == series]
         if since is not None:
-            query = query.where(t.c.ts >= to_epoch(since))
-        rows = await self._fetch(query)
-        return [r[0] for r in rows], [r[1] for r in rows]
+            where.append(t.c.ts >= to_epoch(since))
+        ts, values = await self._column_lists((t.c.ts, t.c.value), t.c.ts, *where)
+        return ts, values
 
     async def latest(self, series: str) -> Observation | None:
         """Return the newest point of a series."""

@@ -51,17 +51,23 @@ class SqlOutboxQueue(SqlBase):
         return [_outbox_item(r) for r in rows]
 
     async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
-        """Record a delivery and its Telegram message id in the notification log."""
+        """Record a delivery and its Telegram message id in the notification log.
+
+        Two statements (the update returns what the log needs): the worker marks every row the
+        moment Telegram accepts it, so each round trip saved is broadcast throughput.
+        """
         o, at = db.outbox, to_epoch(now)
+        sent = {"status": SENT, "sent_at": at, "message_id": message_id}
+        mark = (
+            update(o)
+            .where(o.c.id == item_id)
+            .values(claimed_by=None, claimed_at=None, **sent)
+            .returning(o.c.rule_id, o.c.chat_id, o.c.kind)
+        )
         async with self._writer.begin() as conn:
-            query = select(o.c.rule_id, o.c.chat_id, o.c.kind).where(o.c.id == item_id)
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(mark)).first()
             if row is None:
                 raise KeyError(f"no outbox row {item_id}")
-            sent = {"status": SENT, "sent_at": at, "message_id": message_id}
-            await conn.execute(
-                update(o).where(o.c.id == item_id).values(claimed_by=None, claimed_at=None, **sent)
-            )
             logged = self._replace(db.notification_log, ("rule_id", "chat_id")).values(
                 rule_id=row.rule_id,
                 chat_id=row.chat_id,
