@@ -101,6 +101,28 @@ def test_check_fails_with_positions_on_broken_rules(
     )
 
 
+def test_check_names_an_unknown_variable_or_filter_with_a_suggestion(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = store_env / "r"
+    rules.mkdir()
+    (rules / "x.yaml").write_text(
+        "rules:\n  - id: a\n    series: s\n    condition: {above: 1}\n"
+        "    message: '{{ valeu | usd }}'\n"
+    )
+    (rules / "y.yaml").write_text(
+        "rules:\n  - id: b\n    series: s\n    condition: {above: 1}\n    message: '{{ value | usdd }}'\n"
+    )
+    assert main(["check", "--rules", str(rules)]) == 1
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == (
+        f"{rules / 'x.yaml'}:5:14: rule 'a': message: unknown variable 'valeu' (did you mean"
+        " value?); this rule provides at, id, name, previous, reason, series, severity, state, value"
+    )
+    assert second.startswith(f"{rules / 'y.yaml'}:5:14: rule 'b': message: ")
+    assert "unknown filter 'usdd' (did you mean usd?); filters: usd, pct, signed, plain" in second
+
+
 def test_bad_setting_exits_2_with_one_line(
     store_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

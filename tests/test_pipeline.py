@@ -97,7 +97,7 @@ async def test_broken_template_falls_back_to_a_plain_line(tmp_path: Path) -> Non
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "a.yaml").write_text(
         "rules:\n  - id: f\n    series: fear_greed\n    condition: {below: 50}\n"
-        "    message: '{{ nope.missing }}'\n"
+        "    message: '{{ value / 0 }}'\n"
     )
     store = await make_sqlite_store(tmp_path)
     try:

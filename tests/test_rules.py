@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bot.engine.loader import load_rules
 from bot.engine.rules import AtMost
+from bot.engine.variables import BY_KIND, COMMON, provided
 from tests.harness.files import ROOT
 
 
@@ -128,3 +129,120 @@ def test_composite_problems_point_at_the_composite(tmp_path: Path) -> None:
     assert issues["rule 'loop-b': member 'ghost' does not exist"] == (7, 5)
     cycle = next(m for m in issues if "cycle" in m)
     assert issues[cycle][0] in {5, 7}
+
+
+# message templates checked at load -----------------------------------------------------------
+CONDITIONS = {
+    "above": "{above: 1}",
+    "below": "{below: 1}",
+    "at_least": "{at_least: 1}",
+    "at_most": "{at_most: 1}",
+    "between": "{between: [0, 1]}",
+    "outside": "{outside: [0, 1]}",
+    "crosses_above": "{crosses_above: 1}",
+    "crosses_below": "{crosses_below: 1}",
+    "turns": "{turns: positive}",
+    "streak": "{streak: {below: 0, count: 2}}",
+    "sign_changes": "{sign_changes: {min: 1, within: 3}}",
+    "change": "{change: {window: 2, by: 1}}",
+    "new_high": "{new_high: {within: 2}}",
+    "new_low": "{new_low: {within: 2}}",
+    "longest": "{longest: {below: 0, within: 4}}",
+}
+
+
+def test_every_condition_kind_has_its_message_variables_declared() -> None:
+    from bot.engine.conditions import _KINDS
+
+    assert set(BY_KIND) == set(_KINDS)
+
+
+def test_declared_variables_are_what_a_real_transition_renders_with(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from bot.alerts.lifecycle import Change
+    from bot.alerts.pipeline import variables
+    from bot.engine.conditions import evaluate
+    from bot.engine.series import Series
+    from bot.model import TransitionKind
+
+    body = "".join(
+        f"  - {{id: r-{kind.replace('_', '-')}, series: x, condition: {text}}}\n"
+        for kind, text in CONDITIONS.items()
+    )
+    write(tmp_path, "a.yaml", f"rules:\n{body}  - {{id: both, all: [r-above, r-below]}}\n")
+    ruleset = load_rules(tmp_path)
+    assert ruleset.issues == ()
+    assert len(ruleset.series_rules()) == len(BY_KIND)
+    series = Series.of(np.arange(6) * 86_400, [1.0, -1.0, -2.0, 3.0, -4.0, 5.0])
+    change = Change(TransitionKind.FIRING, datetime(2025, 1, 1, tzinfo=UTC), 5.0, None, "", 5)
+    for rule in ruleset.series_rules():
+        ev = evaluate(rule.condition, series)
+        assert set(variables(rule, change, ev)) == provided(rule), rule.id
+    (composite,) = ruleset.composites()
+    assert set(variables(composite, change, None)) == provided(composite) == COMMON
+
+
+def test_a_misspelt_variable_is_an_issue_at_the_message_naming_what_the_rule_provides(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n  - id: s\n    series: x\n    condition: {streak: {below: 0, count: 3}}\n"
+        "    message: 'fine {{ streak }}'\n    resolved_message: '{{ valeu | usd }}'\n",
+    )
+    ruleset = load_rules(tmp_path)
+    assert ruleset.rules == ()
+    (issue,) = ruleset.issues
+    assert (issue.line, issue.col) == (6, 23)
+    assert issue.message == (
+        "rule 's': resolved_message: unknown variable 'valeu' (did you mean value?); "
+        "this rule provides at, id, name, previous, reason, series, severity, state, streak, "
+        "value, window_sum"
+    )
+
+
+def test_a_composite_offers_no_condition_variables(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n  - id: a\n    series: x\n    condition: {above: 1}\n"
+        "  - id: c\n    any: [a]\n    message: '{{ previous }}'\n",
+    )
+    (issue,) = load_rules(tmp_path).issues
+    assert issue.line == 7
+    assert "rule 'c': message: unknown variable 'previous'" in issue.message
+    assert issue.message.endswith("provides at, id, name, reason, series, severity, state, value")
+
+
+def test_an_unknown_filter_is_an_issue_even_inside_an_if(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "rules:\n  - id: a\n    series: x\n    condition: {above: 1}\n"
+        "    message: '{% if value %}{{ value | usdd }}{% endif %}'\n",
+    )
+    (issue,) = load_rules(tmp_path).issues
+    assert (issue.line, issue.col) == (5, 14)
+    assert "rule 'a': message: template line 1: unknown filter 'usdd' (did you mean usd?)" in (
+        issue.message
+    )
+    assert "filters: usd, pct, signed, plain" in issue.message
+
+
+def test_names_bound_in_the_template_and_globals_are_known(tmp_path: Path) -> None:
+    template = (
+        "{% set total = value * 2 %}{% for x in range(2) %}{{ x }}{{ loop.index }}{% endfor %}"
+        "{% set ns = namespace(n=0) %}{{ ns.n }}{{ total | usd }}{{ previous | default(0) }}"
+    )
+    write(
+        tmp_path,
+        "a.yaml",
+        f"rules:\n  - id: a\n    series: x\n    condition: {{above: 1}}\n    message: '{template}'\n",
+    )
+    ruleset = load_rules(tmp_path)
+    assert ruleset.issues == ()
+    assert ruleset.rules[0].message == template

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from bot.engine.rules import AnyRule, CompositeRule, RuleFile, SeriesRule
 from bot.engine.ruleset import RuleIssue, RuleSet
+from bot.engine.templates import unknown_variables
+from bot.engine.variables import provided
 
 
 def _node_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
@@ -163,11 +165,26 @@ def _load_text(path: Path, text: str) -> tuple[list[AnyRule], list[RuleIssue], d
     if root is None:
         return [], [], {}
     try:
-        return list(RuleFile.model_validate(data).rules), [], _positions(path, root)
+        rules = list(RuleFile.model_validate(data).rules)
     except ValidationError as exc:
         return [], _issues_from(path, root, data, exc), {}
     except RecursionError:
         return [], [RuleIssue(path, 1, 1, "rule file nested too deeply")], {}
+    unknown = _template_issues(path, root, rules)
+    return ([], unknown, {}) if unknown else (rules, [], _positions(path, root))
+
+
+def _template_issues(path: Path, root: yaml.Node, rules: list[AnyRule]) -> list[RuleIssue]:
+    """A message naming a variable its rule does not provide would always fall back: refuse it."""
+    issues = []
+    for index, rule in enumerate(rules):
+        for field in ("message", "resolved_message"):
+            source = getattr(rule, field)
+            for problem in unknown_variables(source or "", provided(rule)):
+                node = _node_at(root, ("rules", index, field))
+                line, col = node.start_mark.line + 1, node.start_mark.column + 1
+                issues.append(RuleIssue(path, line, col, f"rule '{rule.id}': {field}: {problem}"))
+    return issues
 
 
 def load_file(path: Path) -> tuple[list[AnyRule], list[RuleIssue], dict[str, Position]]:
