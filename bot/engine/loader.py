@@ -69,7 +69,14 @@ def _readable(loc: tuple[int | str, ...], data: Any, missing: bool) -> list[str 
     return out
 
 
-def _describe(error: Any) -> str:
+def _as_written(msg: str, value: object, node: yaml.Node) -> str:
+    """Quote a refused duration as the file spells it (`yes`, not `true`)."""
+    if isinstance(node, yaml.ScalarNode) and isinstance(value, bool):
+        return f"{_shown(node.value)} is a yes/no, not a duration →{msg.partition('→')[2]}"
+    return msg
+
+
+def _describe(error: Any, node: yaml.Node) -> str:
     """Say what was expected and what was found, in the house style."""
     msg = str(error["msg"]).removeprefix("Value error, ")
     if msg.startswith("Input should be "):
@@ -78,6 +85,8 @@ def _describe(error: Any) -> str:
         return f"{msg}; found {', '.join(map(_shown, error['input'])) or 'nothing'}"
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    if error["type"] == "duration_unit":
+        return _as_written(msg, error.get("input"), node)
     if error["type"] == "missing":
         return "expected a value, found nothing"
     found = error.get("input")
@@ -100,7 +109,8 @@ def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -
             where = f"rule '{_rule_id_at(data, readable[1])}': "
             readable = readable[2:]
         key = ".".join(_shown(p) for p in readable)
-        text = f"{where}{key}: {_describe(error)}" if key else f"{where}{_describe(error)}"
+        said = _describe(error, node)
+        text = f"{where}{key}: {said}" if key else f"{where}{said}"
         issues.append(RuleIssue(path, node.start_mark.line + 1, node.start_mark.column + 1, text))
     return _merge_alternatives(issues)
 
