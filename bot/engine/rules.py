@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from bot.durations import Duration as _Duration
 from bot.engine.calendar import CalendarName, default_calendar
@@ -60,16 +61,20 @@ def span(window: int | timedelta) -> tuple[int, str]:
 class _Strict(BaseModel):
     """Rule files reject unknown keys: a misspelt field must not silently do nothing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Bound(_Strict):
     """A threshold: exactly one of above, below, at_least, at_most."""
 
     above: Finite | None = None
+    """Met when the value is strictly above this."""
     below: Finite | None = None
+    """Met when the value is strictly below this."""
     at_least: Finite | None = None
+    """Met when the value is this or more."""
     at_most: Finite | None = None
+    """Met when the value is this or less."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Bound:
@@ -99,44 +104,55 @@ class ResampleSpec(_Strict):
     """Group points into days, weeks, months (calendar-aware) or fixed durations."""
 
     every: Literal["day", "week", "month"] | Duration
+    """Bucket size: day, week or month (on the series' calendar), or a duration like 30m."""
     how: Literal["sum", "mean", "last", "first", "min", "max", "count"] = "last"
+    """How the points of a bucket combine into one."""
 
 
 class RollingSpec(_Strict):
     """A trailing-window aggregate."""
 
     window: Window
+    """The trailing window: a number of points like 10, or a duration like 24h."""
     how: Literal["sum", "mean", "last", "first", "min", "max", "count"] = "mean"
+    """How the points of the window combine into one."""
 
 
 class WindowSpec(_Strict):
     """A window for pct_change, diff and zscore."""
 
     window: Window = 1
+    """How far back to compare: a number of points like 1, or a duration like 24h."""
 
 
 class Resample(_Strict):
     resample: ResampleSpec
+    """Group points into buckets."""
 
 
 class Rolling(_Strict):
     rolling: RollingSpec
+    """Aggregate each point with the points before it, over a window."""
 
 
 class PctChange(_Strict):
     pct_change: WindowSpec
+    """Relative change against the value a window earlier."""
 
 
 class Diff(_Strict):
     diff: WindowSpec
+    """Difference from the value a window earlier."""
 
 
 class ZScore(_Strict):
     zscore: WindowSpec
+    """Standard scores over a trailing window."""
 
 
 class Abs(_Strict):
     abs: dict[str, Any] | None = None
+    """Absolute values; takes no options (`abs` alone works too)."""
 
 
 def _single_key(value: Any) -> str | None:
@@ -174,22 +190,27 @@ TransformItem = Annotated[Transform, BeforeValidator(_transform_from_text)]
 # conditions --------------------------------------------------------------------------------------
 class Above(_Strict):
     above: Finite
+    """Holds while the value is strictly above this."""
 
 
 class Below(_Strict):
     below: Finite
+    """Holds while the value is strictly below this."""
 
 
 class AtLeast(_Strict):
     at_least: Finite
+    """Holds while the value is this or more."""
 
 
 class AtMost(_Strict):
     at_most: Finite
+    """Holds while the value is this or less."""
 
 
 class Between(_Strict):
     between: tuple[Finite, Finite]
+    """[low, high]: holds while the value is inside the band."""
 
     @field_validator("between")
     @classmethod
@@ -201,6 +222,7 @@ class Between(_Strict):
 
 class Outside(_Strict):
     outside: tuple[Finite, Finite]
+    """[low, high]: holds while the value is outside the band."""
 
     @field_validator("outside")
     @classmethod
@@ -212,43 +234,54 @@ class Outside(_Strict):
 
 class CrossesAbove(_Strict):
     crosses_above: Finite
+    """Holds at the point where the value crosses above this."""
 
 
 class CrossesBelow(_Strict):
     crosses_below: Finite
+    """Holds at the point where the value crosses below this."""
 
 
 class Turns(_Strict):
     turns: Literal["positive", "negative"]
+    """Holds where the sign flips to positive or to negative."""
 
 
 class StreakSpec(Bound):
     """N consecutive points meeting a bound."""
 
     count: Count
+    """How many consecutive points must meet the bound."""
 
 
 class Streak(_Strict):
     streak: StreakSpec
+    """N points in a row meeting a bound."""
 
 
 class SignChangesSpec(_Strict):
     """At least `min` sign changes among the last `within` points: two-way flow."""
 
     min: Count
+    """The fewest sign changes that count as two-way flow."""
     within: Annotated[int, Field(ge=2, le=1_000_000)]
+    """How many recent points to look at."""
 
 
 class SignChanges(_Strict):
     sign_changes: SignChangesSpec
+    """At least `min` sign changes among the last `within` points."""
 
 
 class ChangeSpec(_Strict):
     """A move over a window by an absolute amount or a percentage (`6%`)."""
 
     window: Window
+    """Over how long: a number of points like 7, or a duration like 24h."""
     by: str | Finite
+    """The size of the move: an amount like 500 or a percentage like 6%."""
     direction: Literal["up", "down", "either"] = "either"
+    """Which way the move must go."""
 
     @field_validator("by")
     @classmethod
@@ -271,30 +304,38 @@ class ExtremeSpec(_Strict):
     """Strictly beyond every earlier point of the window, optionally only past a bound."""
 
     within: Window
+    """The window: a number of points like 90, or a duration like 90d."""
     above: Finite | None = None
+    """Only count a new extreme above this."""
     below: Finite | None = None
+    """Only count a new extreme below this."""
 
 
 class NewHigh(_Strict):
     new_high: ExtremeSpec
+    """Strictly above every earlier point of the window."""
 
 
 class NewLow(_Strict):
     new_low: ExtremeSpec
+    """Strictly below every earlier point of the window."""
 
 
 class LongestSpec(Bound):
     """The current run meeting a bound is longer than every earlier run in the window."""
 
     within: Window
+    """The window: a number of points like 60, or a duration like 60d."""
 
 
 class Longest(_Strict):
     longest: LongestSpec
+    """The current run meeting a bound is the longest in the window."""
 
 
 class ChangeCondition(_Strict):
     change: ChangeSpec
+    """A move over a window by an amount or a percentage."""
 
 
 Condition = Annotated[
@@ -330,27 +371,44 @@ class NoData(_Strict):
     """What a missing series means after `after` (session days for ETF series)."""
 
     after: Duration
+    """How long without data before it counts as missing (sessions for ETF series)."""
     then: Literal["keep", "ok", "alert"] = "keep"
+    """Missing data keeps the state, resolves the alert, or fires it."""
 
 
 class _RuleBase(_Strict):
     """Fields every rule has: identity, lifecycle and presentation."""
 
     id: str
+    """Kebab-case identity, unique across all rule files; state is kept under it."""
     name: str = ""
+    """A human name for messages; defaults to the id."""
     for_: Duration | None = Field(default=None, alias="for")
+    """How long the condition must hold before firing, like 8h."""
     confirm: Count | None = None
+    """How many points the condition must hold before firing (instead of `for`)."""
     keep_firing_for: Duration | None = None
+    """Stay firing through clears shorter than this, like 30m."""
     repeat: Duration | None = None
+    """Remind again at this interval while firing, like 1d."""
     repeat_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+    """Multiply the reminder gap by this after each reminder."""
     severity: Literal["info", "warning", "critical"] = "warning"
+    """How loudly the alert is shown."""
     tags: list[str] = Field(default_factory=list)
+    """Free-form tags, for /mute and filters."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Extra key-value labels, available to message templates."""
     message: str = "{{ name }}: {{ value | plain }}"
+    """Jinja2 template of the firing message."""
     resolved_message: str | None = None
+    """Jinja2 template of the resolve message; a default one when unset."""
     digest: bool = True
+    """Whether the alert appears in the daily digest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     @field_validator("id")
     @classmethod
@@ -408,13 +466,19 @@ class _RuleBase(_Strict):
 class SeriesRule(_RuleBase):
     """A rule on one series: transforms, then a condition, then the lifecycle."""
 
-    kind: Literal["series"] = "series"
+    kind: SkipJsonSchema[Literal["series"]] = "series"
     series: str
+    """The series key the rule watches, like etf.btc.net_flow."""
     transform: list[TransformItem] = Field(default_factory=list)
+    """Transforms applied in order before the condition."""
     condition: Condition
+    """Exactly one condition, like {below: 0} or {streak: {below: 0, count: 5}}."""
     recover: Bound | None = None
+    """Hysteresis: resolve only once the value meets this bound."""
     calendar: CalendarName | None = None
+    """Trading calendar for resampling and sessions; ETF series default to US."""
     no_data: NoData | None = None
+    """What missing data means, and after how long."""
 
     @field_validator("series")
     @classmethod
@@ -432,10 +496,13 @@ class SeriesRule(_RuleBase):
 class CompositeRule(_RuleBase):
     """A rule over other rules: all or any of them firing (or fired within a window)."""
 
-    kind: Literal["composite"] = "composite"
+    kind: SkipJsonSchema[Literal["composite"]] = "composite"
     all: list[str] | None = None
+    """Fires while all of these rules are firing."""
     any: list[str] | None = None
+    """Fires while any of these rules is firing."""
     within: Duration | None = None
+    """Count a member that fired within this long, like 14d."""
 
     @model_validator(mode="after")
     def _one_list(self) -> CompositeRule:
@@ -468,6 +535,7 @@ class RuleFile(_Strict):
     """The top level of a rule file."""
 
     rules: list[Rule] = Field(default_factory=list)
+    """The rules of this file."""
 
 
 def rule_schema() -> dict[str, Any]:
