@@ -71,9 +71,35 @@ def _readable(loc: tuple[int | str, ...], data: Any, missing: bool) -> list[str 
     return out
 
 
-def _describe(error: Any) -> str:
+def _as_written(msg: str, value: object, node: yaml.Node) -> str:
+    """Quote a refused duration as the file spells it (`yes`, not `true`)."""
+    if isinstance(node, yaml.ScalarNode) and isinstance(value, bool):
+        return f"{_shown(node.value)} is a yes/no, not a duration →{msg.partition('→')[2]}"
+    return msg
+
+
+_PLAIN = {
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping like {key: value}",
+    "model_type": "expected a mapping like {key: value}",
+    "string_type": "expected text",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+}
+_POINTS = {"int_parsing", "int_type", "int_from_float", "greater_than_equal", "less_than_equal"}
+WINDOW = "expected a number of points from 1 to 1000000 or a duration like 24h"
+
+
+def _describe(error: Any, node: yaml.Node) -> str:
     """Say what was expected and what was found, in the house style."""
     msg = str(error["msg"]).removeprefix("Value error, ")
+    msg = _PLAIN.get(error["type"], msg)
     if msg.startswith("Input should be "):
         msg = "expected " + msg.removeprefix("Input should be ")
     if error["type"] in {"condition", "transform"} and isinstance(error.get("input"), dict):
@@ -82,16 +108,52 @@ def _describe(error: Any) -> str:
         return "unknown field"
     if error["type"] == "missing":
         return "expected a value, found nothing"
+    if error["type"] == "duration_unit":
+        return _as_written(msg, error.get("input"), node)
     found = error.get("input")
     if "found" not in msg and found is not None and not isinstance(found, dict | list):
-        return f"{msg}, found {found!r}"
+        return f"{msg}, found {_written(found, node)}"
     return msg
+
+
+def _written(value: object, node: yaml.Node) -> str:
+    """A found value as the file spells it, when it is a plain scalar there."""
+    if isinstance(node, yaml.ScalarNode) and not isinstance(value, str):
+        return _shown(node.value)
+    return repr(value)
+
+
+def _member_tag(part: int | str) -> bool:
+    """A location part naming one form of a union, not a field the user wrote."""
+    return isinstance(part, str) and part.startswith(("function-", "constrained-", "literal["))
+
+
+def _one_per_field(errors: list[Any]) -> list[Any]:
+    """A field of two forms fails once per form; keep the failure that matches what was written.
+
+    A window (points or a duration) given a number failed as points: the unit hint is noise.
+    Any other duration field given a number failed for its missing unit: the rest is noise.
+    """
+    by_loc: dict[tuple[Any, ...], list[Any]] = {}
+    for error in errors:
+        loc = tuple(p for p in error["loc"] if not _member_tag(p))
+        by_loc.setdefault(loc, []).append(error)
+    out = []
+    for group in by_loc.values():
+        if len(group) == 1 or not any(e["type"] == "duration_unit" for e in group):
+            out.extend(group)
+        elif any(e["type"] in _POINTS for e in group):
+            point = next(e for e in group if e["type"] in _POINTS)
+            out.append({**point, "type": "window", "msg": WINDOW})
+        else:
+            out.extend(e for e in group if e["type"] == "duration_unit")
+    return out
 
 
 def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -> list[RuleIssue]:
     """Turn pydantic errors into positioned, readable lines."""
     issues = []
-    for error in exc.errors():
+    for error in _one_per_field(exc.errors()):
         loc = tuple(
             p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))
         )
@@ -102,7 +164,8 @@ def _issues_from(path: Path, root: yaml.Node, data: Any, exc: ValidationError) -
             where = f"rule '{_rule_id_at(data, readable[1])}': "
             readable = readable[2:]
         key = ".".join(_shown(p) for p in readable)
-        text = f"{where}{key}: {_describe(error)}" if key else f"{where}{_describe(error)}"
+        said = _describe(error, node)
+        text = f"{where}{key}: {said}" if key else f"{where}{said}"
         issues.append(RuleIssue(path, node.start_mark.line + 1, node.start_mark.column + 1, text))
     return _merge_alternatives(issues)
 

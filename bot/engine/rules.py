@@ -7,94 +7,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
-from bot.durations import Duration as _Duration
 from bot.engine.calendar import CalendarName, default_calendar
+from bot.engine.rule_types import (
+    Bound as Bound,
+)
+from bot.engine.rule_types import (
+    Count,
+    Duration,
+    Finite,
+    Window,
+    _single_key,
+    _Strict,
+)
+from bot.engine.rule_types import (
+    span as span,
+)
 from bot.keys import SERIES_KEY
 
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_BOUNDS = ("above", "below", "at_least", "at_most")
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-
-
-def _bounded(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """A duration too large for a timedelta (`1e400`, `.inf`) is a bad value, not a crash."""
-    if isinstance(value, float) and math.isnan(value):
-        raise ValueError("expected a duration like 30s, 5m, 8h, 1d or 2w, found nan")
-    try:
-        return handler(value)
-    except OverflowError:
-        raise ValueError(
-            f"expected a duration shorter than 2 million years, found {value!r}"
-        ) from None
-
-
-Duration = Annotated[_Duration, WrapValidator(_bounded)]
-Count = Annotated[int, Field(ge=1, le=1_000_000)]
-Window = Count | Duration
-"""A window: a whole number of points, or a duration like 24h."""
-
-
-def span(window: int | timedelta) -> tuple[int, str]:
-    """Split a window into (amount, "points" | "seconds")."""
-    if isinstance(window, timedelta):
-        return int(window.total_seconds()), "seconds"
-    return int(window), "points"
-
-
-class _Strict(BaseModel):
-    """Rule files reject unknown keys: a misspelt field must not silently do nothing."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bound(_Strict):
-    """A threshold: exactly one of above, below, at_least, at_most."""
-
-    above: Finite | None = None
-    below: Finite | None = None
-    at_least: Finite | None = None
-    at_most: Finite | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Bound:
-        given = [name for name in _BOUNDS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "expected exactly one of above, below, at_least, at_most, "
-                f"found {', '.join(given) or 'none'}"
-            )
-        return self
-
-    @property
-    def op(self) -> str:
-        """Name of the comparison that is set."""
-        return next(name for name in _BOUNDS if getattr(self, name) is not None)
-
-    @property
-    def level(self) -> float:
-        """The threshold value."""
-        value = getattr(self, self.op)
-        assert isinstance(value, float)
-        return value
 
 
 # transforms --------------------------------------------------------------------------------------
@@ -102,55 +47,55 @@ class ResampleSpec(_Strict):
     """Group points into days, weeks, months (calendar-aware) or fixed durations."""
 
     every: Literal["day", "week", "month"] | Duration
+    """Bucket size: day, week or month (on the series' calendar), or a duration like 30m."""
     how: Literal["sum", "mean", "last", "first", "min", "max", "count"] = "last"
+    """How the points of a bucket combine into one."""
 
 
 class RollingSpec(_Strict):
     """A trailing-window aggregate."""
 
     window: Window
+    """The trailing window: a number of points like 10, or a duration like 24h."""
     how: Literal["sum", "mean", "last", "first", "min", "max", "count"] = "mean"
+    """How the points of the window combine into one."""
 
 
 class WindowSpec(_Strict):
     """A window for pct_change, diff and zscore."""
 
     window: Window = 1
+    """How far back to compare: a number of points like 1, or a duration like 24h."""
 
 
 class Resample(_Strict):
     resample: ResampleSpec
+    """Group points into buckets."""
 
 
 class Rolling(_Strict):
     rolling: RollingSpec
+    """Aggregate each point with the points before it, over a window."""
 
 
 class PctChange(_Strict):
     pct_change: WindowSpec
+    """Relative change against the value a window earlier."""
 
 
 class Diff(_Strict):
     diff: WindowSpec
+    """Difference from the value a window earlier."""
 
 
 class ZScore(_Strict):
     zscore: WindowSpec
+    """Standard scores over a trailing window."""
 
 
 class Abs(_Strict):
     abs: dict[str, Any] | None = None
-
-
-def _single_key(value: Any) -> str | None:
-    """Discriminate single-key mappings by their key; anything else has no tag."""
-    if isinstance(value, dict) and len(value) == 1:
-        return str(next(iter(value)))
-    if isinstance(value, str):
-        return value
-    if isinstance(value, BaseModel):
-        return next(iter(type(value).model_fields))
-    return None
+    """Absolute values; takes no options (`abs` alone works too)."""
 
 
 def _transform_from_text(value: Any) -> Any:
@@ -177,22 +122,27 @@ TransformItem = Annotated[Transform, BeforeValidator(_transform_from_text)]
 # conditions --------------------------------------------------------------------------------------
 class Above(_Strict):
     above: Finite
+    """Holds while the value is strictly above this."""
 
 
 class Below(_Strict):
     below: Finite
+    """Holds while the value is strictly below this."""
 
 
 class AtLeast(_Strict):
     at_least: Finite
+    """Holds while the value is this or more."""
 
 
 class AtMost(_Strict):
     at_most: Finite
+    """Holds while the value is this or less."""
 
 
 class Between(_Strict):
     between: tuple[Finite, Finite]
+    """[low, high]: holds while the value is inside the band."""
 
     @field_validator("between")
     @classmethod
@@ -204,6 +154,7 @@ class Between(_Strict):
 
 class Outside(_Strict):
     outside: tuple[Finite, Finite]
+    """[low, high]: holds while the value is outside the band."""
 
     @field_validator("outside")
     @classmethod
@@ -215,43 +166,54 @@ class Outside(_Strict):
 
 class CrossesAbove(_Strict):
     crosses_above: Finite
+    """Holds at the point where the value crosses above this."""
 
 
 class CrossesBelow(_Strict):
     crosses_below: Finite
+    """Holds at the point where the value crosses below this."""
 
 
 class Turns(_Strict):
     turns: Literal["positive", "negative"]
+    """Holds where the sign flips to positive or to negative."""
 
 
 class StreakSpec(Bound):
     """N consecutive points meeting a bound."""
 
     count: Count
+    """How many consecutive points must meet the bound."""
 
 
 class Streak(_Strict):
     streak: StreakSpec
+    """N points in a row meeting a bound."""
 
 
 class SignChangesSpec(_Strict):
     """At least `min` sign changes among the last `within` points: two-way flow."""
 
     min: Count
+    """The fewest sign changes that count as two-way flow."""
     within: Annotated[int, Field(ge=2, le=1_000_000)]
+    """How many recent points to look at."""
 
 
 class SignChanges(_Strict):
     sign_changes: SignChangesSpec
+    """At least `min` sign changes among the last `within` points."""
 
 
 class ChangeSpec(_Strict):
     """A move over a window by an absolute amount or a percentage (`6%`)."""
 
     window: Window
+    """Over how long: a number of points like 7, or a duration like 24h."""
     by: str | Finite
+    """The size of the move: an amount like 500 or a percentage like 6%."""
     direction: Literal["up", "down", "either"] = "either"
+    """Which way the move must go."""
 
     @field_validator("by")
     @classmethod
@@ -274,30 +236,38 @@ class ExtremeSpec(_Strict):
     """Strictly beyond every earlier point of the window, optionally only past a bound."""
 
     within: Window
+    """The window: a number of points like 90, or a duration like 90d."""
     above: Finite | None = None
+    """Only count a new extreme above this."""
     below: Finite | None = None
+    """Only count a new extreme below this."""
 
 
 class NewHigh(_Strict):
     new_high: ExtremeSpec
+    """Strictly above every earlier point of the window."""
 
 
 class NewLow(_Strict):
     new_low: ExtremeSpec
+    """Strictly below every earlier point of the window."""
 
 
 class LongestSpec(Bound):
     """The current run meeting a bound is longer than every earlier run in the window."""
 
     within: Window
+    """The window: a number of points like 60, or a duration like 60d."""
 
 
 class Longest(_Strict):
     longest: LongestSpec
+    """The current run meeting a bound is the longest in the window."""
 
 
 class ChangeCondition(_Strict):
     change: ChangeSpec
+    """A move over a window by an amount or a percentage."""
 
 
 Condition = Annotated[
@@ -333,27 +303,44 @@ class NoData(_Strict):
     """What a missing series means after `after` (session days for ETF series)."""
 
     after: Duration
+    """How long without data before it counts as missing (sessions for ETF series)."""
     then: Literal["keep", "ok", "alert"] = "keep"
+    """Missing data keeps the state, resolves the alert, or fires it."""
 
 
 class _RuleBase(_Strict):
     """Fields every rule has: identity, lifecycle and presentation."""
 
     id: str
+    """Kebab-case identity, unique across all rule files; state is kept under it."""
     name: str = ""
+    """A human name for messages; defaults to the id."""
     for_: Duration | None = Field(default=None, alias="for")
+    """How long the condition must hold before firing, like 8h."""
     confirm: Count | None = None
+    """How many points the condition must hold before firing (instead of `for`)."""
     keep_firing_for: Duration | None = None
+    """Stay firing through clears shorter than this, like 30m."""
     repeat: Duration | None = None
+    """Remind again at this interval while firing, like 1d."""
     repeat_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+    """Multiply the reminder gap by this after each reminder."""
     severity: Literal["info", "warning", "critical"] = "warning"
+    """How loudly the alert is shown."""
     tags: list[str] = Field(default_factory=list)
+    """Free-form tags, for /mute and filters."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Extra key-value labels, available to message templates."""
     message: str = "{{ name }}: {{ value | plain }}"
+    """Jinja2 template of the firing message."""
     resolved_message: str | None = None
+    """Jinja2 template of the resolve message; a default one when unset."""
     digest: bool = True
+    """Whether the alert appears in the daily digest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     @field_validator("id")
     @classmethod
@@ -411,13 +398,19 @@ class _RuleBase(_Strict):
 class SeriesRule(_RuleBase):
     """A rule on one series: transforms, then a condition, then the lifecycle."""
 
-    kind: Literal["series"] = "series"
+    kind: SkipJsonSchema[Literal["series"]] = "series"
     series: str
+    """The series key the rule watches, like etf.btc.net_flow."""
     transform: list[TransformItem] = Field(default_factory=list)
+    """Transforms applied in order before the condition."""
     condition: Condition
+    """Exactly one condition, like {below: 0} or {streak: {below: 0, count: 5}}."""
     recover: Bound | None = None
+    """Hysteresis: resolve only once the value meets this bound."""
     calendar: CalendarName | None = None
+    """Trading calendar for resampling and sessions; ETF series default to US."""
     no_data: NoData | None = None
+    """What missing data means, and after how long."""
 
     @field_validator("series")
     @classmethod
@@ -435,10 +428,13 @@ class SeriesRule(_RuleBase):
 class CompositeRule(_RuleBase):
     """A rule over other rules: all or any of them firing (or fired within a window)."""
 
-    kind: Literal["composite"] = "composite"
+    kind: SkipJsonSchema[Literal["composite"]] = "composite"
     all: list[str] | None = None
+    """Fires while all of these rules are firing."""
     any: list[str] | None = None
+    """Fires while any of these rules is firing."""
     within: Duration | None = None
+    """Count a member that fired within this long, like 14d."""
 
     @model_validator(mode="after")
     def _one_list(self) -> CompositeRule:
@@ -471,6 +467,7 @@ class RuleFile(_Strict):
     """The top level of a rule file."""
 
     rules: list[Rule] = Field(default_factory=list)
+    """The rules of this file."""
 
 
 def rule_schema() -> dict[str, Any]:
