@@ -15,18 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.cli_backtest import add_parser as add_backtest_parser
+from bot.cli_base import UsageError, date_arg, settings_of
+from bot.config import Settings
 
 if TYPE_CHECKING:
     from bot.digest.job import Composed
-    from bot.engine.series import Series
 
 log = logging.getLogger("stablewatch")
 os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: durations as timedelta, no warnings
-
-
-class UsageError(Exception):
-    """Bad arguments or configuration: print one line, exit 2."""
 
 
 def _setup_logging(level: str) -> None:
@@ -39,13 +36,6 @@ def _setup_logging(level: str) -> None:
     )
     for noisy in ("httpx", "apscheduler", "telegram.ext.Updater", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
 
 
 # run ---------------------------------------------------------------------------------------------
@@ -63,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot until SIGINT or SIGTERM."""
     from bot.app import StartupError
 
-    settings = _settings(args)
+    settings = settings_of(args)
     _setup_logging(settings.log.level)
     try:
         asyncio.run(_run_async(settings))
@@ -77,7 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate settings and rule files; print `file:line:col: message` lines."""
     from bot.engine.loader import load_rules
 
-    settings = _settings(args)
+    settings = settings_of(args)
     directory = args.rules or settings.rules.dir
     ruleset = load_rules(directory)
     problems = [str(issue) for issue in ruleset.issues]
@@ -124,7 +114,7 @@ async def _fetch(settings: Settings, name: str, as_json: bool) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Poll one source once and print what it parsed."""
-    return asyncio.run(_fetch(_settings(args), args.source, args.json))
+    return asyncio.run(_fetch(settings_of(args), args.source, args.json))
 
 
 async def _backfill(settings: Settings, names: Sequence[str], since: datetime | None) -> int:
@@ -177,7 +167,7 @@ def _bar(total: int) -> Iterator[Callable[[str], None]]:
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Load history from sources that offer it."""
     since = datetime.combine(args.since, datetime.min.time(), UTC) if args.since else None
-    return asyncio.run(_backfill(_settings(args), args.sources, since))
+    return asyncio.run(_backfill(settings_of(args), args.sources, since))
 
 
 # status ------------------------------------------------------------------------------------------
@@ -203,15 +193,15 @@ async def _status(settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print per-source health and per-rule state."""
-    return asyncio.run(_status(_settings(args)))
+    return asyncio.run(_status(settings_of(args)))
 
 
-# test, backtest and schema ---------------------------------------------------------------------
+# test and schema (backtest: bot/cli_backtest.py) --------------------------------------------------
 def cmd_test(args: argparse.Namespace) -> int:
     """Run rule unit tests; exit 1 when one fails."""
     from bot.alerts.ruletests import run_file
 
-    settings = _settings(args)
+    settings = settings_of(args)
     files = list(args.files) or sorted((settings.rules.dir / "tests").glob("*.yaml"))
     if not files:
         raise UsageError(f"no rule test files in {settings.rules.dir / 'tests'}")
@@ -228,65 +218,6 @@ def cmd_test(args: argparse.Namespace) -> int:
                 print(f"ok   {path}: {outcome.case}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
-
-
-async def _load_history(settings: Settings, series: set[str]) -> dict[str, Series]:
-    from bot.engine.series import Series
-    from bot.store import open_store
-
-    async with open_store(settings.store.url) as store:
-        out = {}
-        for key in sorted(series):
-            out[key] = Series.of(*await store.series_arrays(key))  # arrays, no datetimes
-        return out
-
-
-def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A rich progress line on a terminal; silence when output is piped."""
-    if not sys.stderr.isatty():
-        return (lambda _rule: None), (lambda: None)
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    status = console.status("replaying")
-    status.start()
-    return (lambda rule: status.update(f"replaying {rule}")), status.stop
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    """Replay stored history through the rules and the lifecycle on a simulated clock."""
-    from bot.alerts.backtest import replay, simulated_end
-    from bot.engine.loader import load_rules
-
-    settings = _settings(args)
-    rules = load_rules(args.rules or settings.rules.dir)
-    if rules.issues:
-        for issue in rules.issues:
-            print(issue, file=sys.stderr)
-        return 1
-    data = asyncio.run(_load_history(settings, {r.series for r in rules.series_rules()}))
-    until = datetime.combine(args.to_date, datetime.max.time(), UTC) if args.to_date else None
-    start = datetime.combine(args.from_date, datetime.min.time(), UTC) if args.from_date else None
-    tick, done = _progress()
-    try:
-        events = replay(rules, data, simulated_end(data, until), start, tick)
-    finally:
-        done()
-    if args.chart:
-        from bot.digest.backtest_chart import draw
-
-        draw(args.chart, rules, data, events)
-    if args.json:
-        print(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=1))
-        return 0
-    for e in events:
-        value = "—" if e.value is None else f"{e.value:,.10g}"
-        print(f"{e.at:%Y-%m-%d %H:%M}  {e.state:<8} {e.rule:<30} {value:>14}  {e.message}")
-    print(
-        f"{len(events)} event(s) from {sum(len(s) for s in data.values())} stored points",
-        file=sys.stderr,
-    )
-    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -321,7 +252,7 @@ async def _import(settings: Settings, path: Path) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Upsert observations from an interchange CSV file."""
-    return asyncio.run(_import(_settings(args), args.file))
+    return asyncio.run(_import(settings_of(args), args.file))
 
 
 async def _export(settings: Settings, out: Path | None) -> int:
@@ -341,7 +272,7 @@ async def _export(settings: Settings, out: Path | None) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write every observation as interchange CSV."""
-    return asyncio.run(_export(_settings(args), args.output))
+    return asyncio.run(_export(settings_of(args), args.output))
 
 
 # summary -----------------------------------------------------------------------------------------
@@ -362,7 +293,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from bot.digest.page import summary_page
     from bot.timezones import zone_name
 
-    settings = _settings(args)
+    settings = settings_of(args)
     tz = zone_name(args.zone) if args.zone else settings.digest.timezone
     if tz is None:
         raise UsageError(
@@ -383,15 +314,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 # parser ------------------------------------------------------------------------------------------
-def _date(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date like 2025-10-01, found {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser; every subcommand accepts --config."""
     common = argparse.ArgumentParser(add_help=False)
@@ -414,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_fetch)
     p = sub.add_parser("backfill", parents=[common], help="load history from sources")
     p.add_argument("sources", nargs="*", metavar="SOURCE")
-    p.add_argument("--since", type=_date, metavar="DATE")
+    p.add_argument("--since", type=date_arg, metavar="DATE")
     p.set_defaults(fn=cmd_backfill)
     sub.add_parser("status", parents=[common], help="source health and rule states").set_defaults(
         fn=cmd_status
@@ -422,18 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", parents=[common], help="run rule unit tests")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE")
     p.set_defaults(fn=cmd_test)
-    p = sub.add_parser("backtest", parents=[common], help="replay history through the rules")
-    p.add_argument("--rules", type=Path, help="rules directory (default: rules.dir)")
-    p.add_argument("--from", dest="from_date", type=_date, metavar="D")
-    p.add_argument("--to", dest="to_date", type=_date, metavar="D")
-    p.add_argument("--json", action="store_true", help="a JSON array of events")
-    p.add_argument("--chart", type=Path, metavar="FILE.png", help="plot series and events")
-    p.set_defaults(fn=cmd_backtest)
+    add_backtest_parser(sub, common)
     sub.add_parser("schema", parents=[common], help="JSON Schema of rule files").set_defaults(
         fn=cmd_schema
     )
     p = sub.add_parser("summary", parents=[common], help="print the digest, as /summary shows it")
-    p.add_argument("--at", type=_date, metavar="TIME", help="as of this UTC time (default: now)")
+    p.add_argument("--at", type=date_arg, metavar="TIME", help="as of this UTC time (default: now)")
     p.add_argument("--zone", metavar="ZONE", help="IANA time zone (default: digest.timezone)")
     p.add_argument("--chart", type=Path, metavar="FILE.png", help="write the chart")
     p.add_argument("--html", type=Path, metavar="FILE.html", help="write a page with both")
@@ -447,14 +363,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> int:
+    """The reader left (`stablewatch export | head -1`): the Python docs' SIGPIPE recipe. Point
+    stdout at devnull so the flush at exit cannot fail again; exit 128 + SIGPIPE, as a process
+    killed by the pipe would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as noise at exit
     except UsageError as exc:
         print(f"stablewatch: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _stdout_gone()
     except KeyboardInterrupt:
         return 0
     return code

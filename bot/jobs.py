@@ -103,7 +103,7 @@ class Pipeline:
             since=since,
         )
         self.metrics.polled(source.name, result.ok, result.last_success)
-        if not self._first_poll_logged:
+        if result.ok and not self._first_poll_logged:
             self._first_poll_logged = True
             elapsed = time.monotonic() - self._started
             log.info("first poll (%s) done %.0f ms after start", source.name, elapsed * 1000)

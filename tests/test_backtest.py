@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from bot.alerts.backtest import Event, replay, simulated_end
+from bot.alerts.backtest import Event, NoSuchRule, replay, select, simulated_end
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.engine.loader import load_rules
 from bot.engine.rules import CompositeRule, RuleFile, SeriesRule
@@ -227,3 +227,29 @@ def test_composites_fire_and_resolve_alike_live_and_in_replay(seed: int) -> None
     live = live_rule_marks(rules, data, moments)
     assert [m for m in live if m[0] in {"both", "either", "both-then-x"}]
     assert live == replayed
+
+
+def test_replay_reads_nothing_after_its_end() -> None:
+    end = datetime(2025, 11, 10, 23, 59, 59, tzinfo=UTC)
+    cut_short = replay(shipped(), market(), end)
+    assert cut_short == [e for e in events() if e.at <= end]  # no look-ahead either way
+    assert days_of("btc-etf-outflow-streak", "firing")[-1] > end.date()
+    assert [e.at.date() for e in cut_short if e.rule == "btc-etf-outflow-streak"] == [
+        date(2025, 11, 4),
+        date(2025, 11, 6),
+    ]
+
+
+def test_select_keeps_composite_members_but_reports_only_the_named() -> None:
+    narrowed, named = select(shipped(), ["stabilization"])
+    assert named == {"stabilization"}
+    assert {r.id for r in narrowed.rules} == {
+        "stabilization",
+        "btc-etf-turning",
+        "btc-etf-two-way",
+        "btc-etf-weekly-inflow",
+        "btc-funding-negative",
+        "btc-oi-flush",
+    }
+    with pytest.raises(NoSuchRule, match="closest: extreme-fear"):
+        select(shipped(), ["extreme-feer"])

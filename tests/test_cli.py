@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +223,97 @@ def test_summary_with_an_unknown_zone_is_a_usage_error(
 ) -> None:
     assert main(["summary", "--zone", "Mars/Olympus"]) == 2
     assert "--zone: expected an IANA time zone" in capsys.readouterr().err
+
+
+def backtest_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    assert main(["import", str(SHARED_DATA / "etf_flows_2025-10_2025-11.csv")]) == 0
+    capsys.readouterr()
+    assert main(["backtest", "--json", *args]) == 0
+    events: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    return events
+
+
+def test_backtest_to_cuts_the_data_at_the_end_of_that_day(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = backtest_json(["--to", "2025-11-10"], capsys)
+    assert events and max(e["at"] for e in events) < "2025-11-11"
+    streak = [e["at"][:10] for e in events if e["rule"] == "btc-etf-outflow-streak"]
+    assert streak == ["2025-11-04", "2025-11-06"]  # the 18 Nov streak is after --to
+
+
+def test_backtest_inverted_from_and_to_is_a_usage_error(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest", "--from", "2025-11-10", "--to", "2025-11-01"]) == 2
+    err = capsys.readouterr().err
+    assert err == "stablewatch: --from 2025-11-10 is after --to 2025-11-01: nothing to replay\n"
+
+
+def test_backtest_rule_globs_narrow_the_report(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = backtest_json(
+        ["--rule", "btc-etf-*-streak", "--rule", "eth-etf-weekly-inflow"], capsys
+    )
+    assert events
+    assert {e["rule"] for e in events} <= {"btc-etf-outflow-streak", "eth-etf-weekly-inflow"}
+    assert any(e["rule"] == "btc-etf-outflow-streak" for e in events)
+
+
+def test_backtest_a_composite_alone_still_evaluates_its_members(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    everything = backtest_json([], capsys)
+    alone = backtest_json(["--rule", "btc-etf-turning"], capsys)  # any of two series rules
+    assert alone == [e for e in everything if e["rule"] == "btc-etf-turning"]
+    assert [e["state"] for e in alone] == ["firing"]
+
+
+def test_backtest_unknown_rule_names_the_closest_ids(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest", "--rule", "btc-etf-outflow-streek"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stablewatch: --rule 'btc-etf-outflow-streek' matches no rule; closest: ")
+    assert "btc-etf-outflow-streak" in err and err.count("\n") == 1
+
+
+def _big_history(store_env: Path) -> None:
+    """25 years of daily Fear & Greed swinging in and out of extreme fear: outputs far larger
+    than a pipe's buffer, so the writer is still writing when the reader leaves."""
+    start = date(2000, 1, 1)
+    lines = ["series,ts,value"] + [
+        f"fear_greed,{start + timedelta(days=d)},{10 if d % 4 < 2 else 50}" for d in range(9000)
+    ]
+    big = store_env / "big.csv"
+    big.write_text("\n".join(lines) + "\n")
+    assert main(["import", str(big)]) == 0
+
+
+def _piped(args: list[str], lines: int) -> tuple[int, str]:
+    """Run the real command into a pipe whose reader leaves after `lines` lines (`| head`)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(lines):
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "lines"), [(["export"], 1), (["backtest"], 1), (["summary"], 0)])
+def test_a_reader_that_leaves_early_gets_no_traceback(
+    store_env: Path, args: list[str], lines: int
+) -> None:
+    _big_history(store_env)
+    code, err = _piped(args, lines)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 128 + signal.SIGPIPE

@@ -89,7 +89,11 @@ class Bot:
         text = self.console.getvalue()
         fresh, self._read = text[self._read :], len(text)
         messages = re.findall(r"── to (\S+) ──\n(.*?)\n(?=── |\Z)", fresh, re.S)
-        return [(chat, [r for r in RULES if f"{r} fired" in body]) for chat, body in messages]
+        # a rule shows as "<id> fired", or (no resolved_message) as "Resolved: <id>"
+        return [
+            (chat, [r for r in RULES if f"{r} fired" in body or f"Resolved: {r}" in body])
+            for chat, body in messages
+        ]
 
 
 @pytest.fixture

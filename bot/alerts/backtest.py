@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
 import numpy as np
 
@@ -13,7 +15,7 @@ from bot.alerts.evaluate import run_series_rule, timing
 from bot.alerts.lifecycle import Change, advance
 from bot.alerts.pipeline import message_for
 from bot.engine.conditions import Evaluated
-from bot.engine.rules import AnyRule
+from bot.engine.rules import AnyRule, CompositeRule
 from bot.engine.ruleset import RuleSet
 from bot.engine.series import Series
 from bot.model import AlertState, AlertStatus, TransitionKind, from_epoch, to_epoch
@@ -58,17 +60,52 @@ def _breakpoints(within: timedelta | None, changes: Mapping[str, list[Change]]) 
     return np.array(sorted(moments), dtype=np.int64)
 
 
+class NoSuchRule(ValueError):
+    """A `--rule` pattern matched no rule: say which ids come closest, not just "0 events"."""
+
+
+def select(rules: RuleSet, patterns: Sequence[str]) -> tuple[RuleSet, frozenset[str]]:
+    """The rules the patterns (fnmatch globs) name, plus the composite members they need to
+    be evaluated; and the ids named, whose events alone are reported."""
+    ids = [r.id for r in rules.rules]
+    named: set[str] = set()
+    for pattern in patterns:
+        hits = {i for i in ids if fnmatchcase(i, pattern)}
+        if not hits:
+            closest = difflib.get_close_matches(pattern, ids, n=3, cutoff=0.0)
+            raise NoSuchRule(f"--rule {pattern!r} matches no rule; closest: {', '.join(closest)}")
+        named |= hits
+    needed, todo = set(), list(named)
+    while todo:
+        rule = rules.get(todo.pop())
+        if rule is not None and rule.id not in needed:
+            needed.add(rule.id)
+            if isinstance(rule, CompositeRule):
+                todo.extend(rule.members)
+    kept = tuple(r for r in rules.rules if r.id in needed)
+    return RuleSet(kept, rules.issues), frozenset(named)
+
+
+def cut(series: Series, end: datetime) -> Series:
+    """The points up to `end`: a backtest `--to` must not see what came after it."""
+    keep = int(np.searchsorted(series.ts, to_epoch(end), side="right"))
+    return series if keep == len(series) else Series(series.ts[:keep], series.values[:keep])
+
+
 def replay(
     rules: RuleSet,
     data: Mapping[str, Series],
     end: datetime,
     start: datetime | None = None,
     progress: Progress | None = None,
+    only: Collection[str] | None = None,
 ) -> list[Event]:
-    """Run every rule over all its history; report events from `start` on, in time order."""
+    """Run every rule over its history up to `end`; report events from `start` on (of the
+    rules in `only`, when given), in time order."""
     found: list[tuple[AnyRule, Change, Evaluated | None]] = []
     by_rule: dict[str, list[Change]] = {}
     empty = Series.of([], [])
+    data = {key: cut(series, end) for key, series in data.items()}
     for rule in rules.series_rules():
         if progress:
             progress(rule.id)
@@ -89,7 +126,7 @@ def replay(
     events = [
         Event(rule.id, c.kind.value, c.at, c.value, message_for(rule, c, ev))
         for rule, c, ev in found
-        if start is None or c.at >= start
+        if (start is None or c.at >= start) and (only is None or rule.id in only) and c.at <= end
     ]
     return sorted(events, key=lambda e: (e.at, e.rule))
 

@@ -12,7 +12,7 @@ from typing import Any
 from bot.alerts.evaluate import run_composite_live, run_series_rule
 from bot.alerts.lifecycle import Change
 from bot.alerts.policy import STORM_WINDOW, plan, schedule
-from bot.alerts.render import render_transition
+from bot.alerts.render import render_transition, resolved_text
 from bot.config import DeliverySettings
 from bot.engine.conditions import Evaluated
 from bot.engine.rules import AnyRule, SeriesRule
@@ -59,7 +59,9 @@ def variables(rule: AnyRule, change: Change, ev: Evaluated | None) -> dict[str, 
 def message_for(rule: AnyRule, change: Change, ev: Evaluated | None) -> str:
     """Render the rule's template; a broken one falls back to a plain line, never a crash."""
     template = rule.message
-    if change.kind is TransitionKind.RESOLVED and rule.resolved_message:
+    if change.kind is TransitionKind.RESOLVED:
+        if not rule.resolved_message:
+            return resolved_text(rule.name, change.value, change.at, change.fired_at)
         template = rule.resolved_message
     try:
         return render(template, variables(rule, change, ev))

@@ -17,6 +17,13 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def resolved_text(name: str, value: float | None, at: datetime, fired_at: datetime | None) -> str:
+    """A rule without `resolved_message` still says it resolved, never its firing text again."""
+    shown = "" if value is None else f" at {value:,.10g}"
+    lasted = "" if fired_at is None else f" after {format_duration(at - fired_at)}"
+    return f"Resolved: {name}{shown}{lasted}"
+
+
 def render_transition(transition: Transition, name: str, series: str) -> str:
     """Render an alert or its resolution as one HTML message."""
     title = html.escape(name)
@@ -34,4 +41,9 @@ def render_transition(transition: Transition, name: str, series: str) -> str:
     if transition.fired_at is not None:
         lasted = f" after {format_duration(transition.at - transition.fired_at)}"
     reason = f" ({html.escape(transition.reason)})" if transition.reason else ""
+    if transition.message == resolved_text(
+        name, transition.value, transition.at, transition.fired_at
+    ):  # no resolved_message: the heading says it all, with the value
+        shown = "" if transition.value is None else f" at {transition.value:,.10g}"
+        return f"✅ <b>Resolved: {title}</b>{shown}{lasted}{reason}\n{footer}"
     return f"✅ <b>Resolved: {title}</b>{lasted}{reason}\n{body}\n{footer}"
