@@ -169,6 +169,86 @@ def test_a_failing_rule_test_exits_1_and_shows_the_difference(
     assert out.splitlines()[-1] == "0 passed, 1 failed"
 
 
+def _fear_test(where: Path, *events: str) -> Path:
+    """A one-case test of `extreme-fear` on 30 20 15 24 25 26, expecting `events`."""
+    where.mkdir(exist_ok=True)
+    path = where / "fear.yaml"
+    body = "".join(f"        - {e}\n" for e in events)
+    path.write_text(
+        f"rules_dir: {ROOT / 'rules'}\ntests:\n  - name: fear texts\n    start: 2025-11-01\n"
+        f"    series: {{fear_greed: '30 20 15 24 25 26'}}\n    expect:\n      extreme-fear:\n{body}"
+    )
+    return path
+
+
+FIRED = "Fear & Greed at 20: extreme fear, a classic sign of capitulation."
+RESOLVED = "Fear & Greed back at 26: sentiment has left extreme fear."
+
+
+def test_a_rule_test_passes_when_the_messages_match(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fear_test(
+        store_env / "t",
+        f"{{at: 2025-11-02, state: firing, message: '{FIRED}'}}",
+        f"{{at: 2025-11-06, state: resolved, message: '{RESOLVED}'}}",
+    )
+    assert main(["test", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_a_wrong_message_fails_showing_expected_and_got_on_their_own_lines(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = RESOLVED.replace("26", "25")
+    path = _fear_test(
+        store_env / "t",
+        "{at: 2025-11-02, state: firing}",
+        f"{{at: 2025-11-06, state: resolved, message: '{wrong}'}}",
+    )
+    assert main(["test", str(path)]) == 1
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "rule 'extreme-fear': resolved at 2025-11-06T00:00:00+00:00: message differs" in lines
+    assert f"expected: {wrong}" in lines
+    assert f"got:      {RESOLVED}" in lines
+    assert lines[-1] == "0 passed, 1 failed"
+
+
+def test_a_message_with_a_newline_is_shown_quoted(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fear_test(
+        store_env / "t",
+        f'{{at: 2025-11-02, state: firing, message: "{FIRED}\\n"}}',
+        "{at: 2025-11-06, state: resolved}",
+    )
+    assert main(["test", str(path)]) == 1
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "expected: " + repr(FIRED + "\n") in lines
+    assert "got:      " + repr(FIRED) in lines
+
+
+def test_a_rule_test_without_messages_still_checks_only_times(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fear_test(
+        store_env / "t",
+        "{at: 2025-11-02, state: firing}",
+        "{at: 2025-11-06, state: resolved}",
+    )
+    assert main(["test", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_an_unknown_key_in_an_expected_event_is_an_error(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fear_test(store_env / "t", "{at: 2025-11-02, state: firing, mesage: 'x'}")
+    assert main(["test", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "tests.0.expect.extreme-fear.0.mesage: Extra inputs are not permitted" in out
+
+
 def test_backtest_json_on_real_flows(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.alerts.backtest import replay
+from bot.alerts.backtest import Event, replay
 from bot.durations import Duration
 from bot.engine.calendar import DAY, sessions_from
 from bot.engine.loader import load_rules
@@ -66,11 +66,12 @@ def expand(notation: str) -> list[float]:
 
 
 class Expected(BaseModel):
-    """One expected event."""
+    """One expected event; `message`, when given, is the exact text it must render."""
 
     model_config = ConfigDict(extra="forbid")
     at: datetime | date
     state: Literal["firing", "resolved"]
+    message: str | None = None
 
     def moment(self) -> datetime:
         """Dates mean 00:00 UTC; naive times are UTC."""
@@ -155,11 +156,31 @@ def run_case(path: Path, case: Case, rules: RuleSet) -> Outcome:
         if rules.get(rule_id) is None:
             outcome.failures.append(f"rule '{rule_id}' does not exist")
             continue
-        got = [(e.at, e.state) for e in events if e.rule == rule_id]
+        mine = [e for e in events if e.rule == rule_id]
+        got = [(e.at, e.state) for e in mine]
         want = [(x.moment(), x.state) for x in expected]
         if got != want:
             outcome.failures.append(_diff(rule_id, want, got))
+            continue
+        for wanted, event in zip(expected, mine, strict=True):
+            if wanted.message is not None and wanted.message != event.message:
+                outcome.failures.extend(_text_diff(rule_id, event, wanted.message))
     return outcome
+
+
+def _plain(text: str) -> bool:
+    """Newlines or edge spaces would hide a difference unless the text is quoted."""
+    return text == text.strip() and "\n" not in text
+
+
+def _text_diff(rule_id: str, event: Event, wanted: str) -> list[str]:
+    """Expected and got on lines of their own, aligned, both quoted if either needs it."""
+    show = str if _plain(wanted) and _plain(event.message) else repr
+    return [
+        f"rule '{rule_id}': {event.state} at {event.at.isoformat()}: message differs",
+        f"  expected: {show(wanted)}",
+        f"  got:      {show(event.message)}",
+    ]
 
 
 def _diff(
