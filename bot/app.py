@@ -202,6 +202,7 @@ class Runtime:
             lambda: channels,
             self.rule_set,
             max_retry_wait=self.settings.delivery.max_retry_wait.total_seconds(),
+            sources=self.settings.sources,
         )
         sources = build_sources(self.settings.sources.enabled(), self.settings)
         self.jobs = Pipeline(

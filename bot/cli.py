@@ -282,7 +282,7 @@ async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed
 
     now = (at or datetime.now(UTC)).astimezone(UTC)
     async with open_store(settings.store.url) as store:
-        return await Composer(store, settings.markets.assets, now).compose(
+        return await Composer(store, settings.markets.assets, now, settings.sources).compose(
             tz, "Stablewatch summary"
         )
 

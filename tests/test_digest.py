@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.config import SourcesSettings
 from bot.digest.chart import render_chart, render_series_chart
 from bot.digest.schedule import first_schedule, next_digest_at, zone_or
 from bot.digest.scorecard import AssetData, DigestData, build_digest, render_digest
+from bot.digest.staleness import Staleness
 from bot.model import DigestSchedule
 from bot.timezones import parse_hhmm, zone
 
@@ -54,6 +56,60 @@ def test_outflow_streak_is_one_way_and_counted() -> None:
 def test_everything_missing_renders_no_data() -> None:
     text = render_digest(build_digest(DigestData(()), NOV21, "UTC"))
     assert text.count("no data yet") == 3 and "none" in text
+
+
+MON_NOV3 = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
+
+
+def sentiment_line(now: datetime) -> str:
+    fg = points("fear_greed_2025-10.csv", "fear_greed", NOV21)
+    text = render_digest(build_digest(DigestData((), fg), now, "UTC"))
+    return next(line for line in text.splitlines() if line.startswith("Fear"))
+
+
+def test_four_week_old_fear_greed_says_as_of_its_date() -> None:
+    assert sentiment_line(datetime(2025, 11, 28, 8, 0, tzinfo=UTC)).endswith(" · as of 31 Oct")
+
+
+def test_fresh_fear_greed_reads_as_before() -> None:
+    assert sentiment_line(datetime(2025, 11, 1, 5, 0, tzinfo=UTC)) == (
+        "Fear &amp; Greed <b>29</b> (fear) on Fri 31 Oct: −5 vs a day before, −1 vs a week before"
+    )
+
+
+def etf_head(until: datetime) -> str:
+    data = DigestData((AssetData("btc", etf("btc", until)),))
+    return render_digest(build_digest(data, MON_NOV3, "UTC")).split("\n")[3]
+
+
+def test_etf_flow_of_the_last_session_is_fresh_over_the_weekend() -> None:
+    assert (
+        etf_head(datetime(2025, 11, 1, tzinfo=UTC))
+        == "<b>BTC</b> Fri 31 Oct: −$191.6M (outflows, 3rd day in a row)"
+    )
+
+
+def test_etf_flow_five_sessions_old_says_as_of() -> None:
+    head = etf_head(datetime(2025, 10, 27, tzinfo=UTC))
+    assert head.startswith("<b>BTC</b> Mon 27 Oct: +$149.3M") and head.endswith(" · as of 27 Oct")
+
+
+def test_stale_after_two_polls_of_the_series_source() -> None:
+    sources = SourcesSettings.model_validate(
+        {"okx": {"interval": "2h"}, "bybit": {"enabled": False}}
+    )
+    staleness = Staleness(sources)
+    assert staleness.interval("oi.btc.total") == timedelta(hours=2)
+    assert staleness.interval("oi.btc.binance") == timedelta(minutes=5)
+    assert staleness.interval("foo.bar") is None and staleness.interval("fear_greed") == timedelta(
+        hours=1
+    )
+    at = datetime(2025, 11, 1, tzinfo=UTC)
+    assert not staleness.stale("oi.btc.binance", at, at + timedelta(minutes=10))
+    assert staleness.stale("oi.btc.binance", at, at + timedelta(minutes=11))
+    assert not staleness.stale("oi.btc.total", at, at + timedelta(hours=4))
+    assert staleness.stale("oi.btc.total", at, at + timedelta(hours=4, seconds=1))
+    assert not staleness.stale("foo.bar", at, at + timedelta(days=400))
 
 
 def test_charts_are_png() -> None:

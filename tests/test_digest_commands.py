@@ -41,6 +41,7 @@ async def test_summary_sends_the_digest_now_with_its_chart(
     assert text.method == "sendMessage" and photo.method == "sendPhoto"
     assert "Stablewatch summary" in text.text and "Sat 1 Nov, 05:00 UTC" in text.text
     assert "<b>BTC</b> Fri 31 Oct" in text.text and "Fear &amp; Greed <b>29</b>" in text.text
+    assert "as of" not in text.text  # a Friday flow and a day-old F&G are fresh on Saturday
     assert photo.photo is not None and photo.photo.startswith(b"\x89PNG")
     assert "Stablewatch summary" in photo.text
     assert tg.calls("sendChatAction")  # "sending photo…" while the chart is drawn
@@ -67,6 +68,27 @@ async def test_summary_without_data_says_so(
         tg.inject_message(42, "/summary")
         text, photo = await tg.wait_for(2, chat_id=42)
     assert text.text.count("no data yet") == 3 and photo.photo is not None
+
+
+async def test_summary_with_only_old_data_names_the_newest_date(
+    tg: FakeTelegram, store: Store
+) -> None:
+    later = FakeService(SteppingClock(START + timedelta(days=120)))
+    async with running(tg, store, service=later):
+        tg.inject_message(42, "/summary")
+        text, _ = await tg.wait_for(2, chat_id=42)
+    assert "no data yet" not in text.text
+    assert "Fear &amp; Greed: no data since 31 Oct 2025" in text.text
+    assert "<b>BTC</b>: no data since 28 Nov 2025" in text.text  # its ETF flows
+    assert "Futures</b>\n<b>BTC</b>: no data since 31 Oct 2025" in text.text
+
+
+async def test_summary_of_a_month_old_reading_says_as_of(tg: FakeTelegram, store: Store) -> None:
+    later = FakeService(SteppingClock(START + timedelta(days=28)))
+    async with running(tg, store, service=later):
+        tg.inject_message(42, "/summary")
+        text, _ = await tg.wait_for(2, chat_id=42)
+    assert "vs a week before · as of 31 Oct" in text.text
 
 
 # /chart ------------------------------------------------------------------------------------------

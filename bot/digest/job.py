@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from bot.alerts.policy import wanted
-from bot.config import DigestSettings
+from bot.config import DigestSettings, SourcesSettings
 from bot.delivery.notifier import (
     Gone,
     Message,
@@ -33,6 +33,7 @@ from bot.delivery.stage import MAX_RETRY_WAIT, Stage
 from bot.digest.chart import render_chart
 from bot.digest.schedule import claim_due, schedule_new_digests, schedule_next_day
 from bot.digest.scorecard import DigestData, build_digest, load_digest_data, render_digest
+from bot.digest.staleness import Staleness
 from bot.engine.ruleset import RuleSet
 from bot.metrics import Metrics
 from bot.model import CHANNELS_ROW, Clock, DigestSchedule
@@ -55,10 +56,20 @@ class Composed:
 
 
 class Composer:
-    """Loads the data once and renders the chart once; the text is built per time zone."""
+    """Loads the data once and renders the chart once; the text is built per time zone.
 
-    def __init__(self, store: Store, assets: Sequence[str], now: datetime) -> None:
+    `sources` gives each series' polling interval, so a stale line says "as of" its date.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        assets: Sequence[str],
+        now: datetime,
+        sources: SourcesSettings | None = None,
+    ) -> None:
         self._store, self._assets, self._now = store, tuple(assets), now
+        self._staleness = Staleness(sources)
         self._data: DigestData | None = None
         self._chart: bytes | None = None
         self._texts: dict[str, str] = {}
@@ -91,7 +102,8 @@ class Composer:
                         if wanted(set(chat_filter), known.get(t.rule_id), t.rule_id)
                     ]
                     data = replace(data, transitions=tuple(kept))
-                self._texts[key] = render_digest(build_digest(data, self._now, tz), title)
+                digest = build_digest(data, self._now, tz, self._staleness)
+                self._texts[key] = render_digest(digest, title)
         caption = f"📈 {title} · {self._now:%d %b %Y %H:%M} UTC"
         return Composed(self._texts[key], self._chart, caption)
 
@@ -126,12 +138,15 @@ class DigestJob:
         *,
         max_retry_wait: float = MAX_RETRY_WAIT,
         metrics: Metrics | None = None,
+        sources: SourcesSettings | None = None,
     ) -> None:
         self.store, self.clock = store, clock
         self.metrics = metrics
         """Where each chat's digest outcome is counted (None: nowhere)."""
         self.assets, self.settings, self.channels = tuple(assets), settings, channels
         self.rules = rules
+        self.sources = sources
+        """The sources' polling intervals, which say when a digest line is stale."""
         self.stage = Stage(notifier, store, max_retry_wait=max_retry_wait)
 
     async def run(self) -> DigestRun:
@@ -146,7 +161,7 @@ class DigestJob:
             now,
             with_channels=bool(channels),
         )
-        composer = Composer(self.store, self.assets, now)
+        composer = Composer(self.store, self.assets, now, self.sources)
         filters: dict[str, set[str]] | None = None
         rules = self.rules()
         while claimed := await claim_due(self.store, now, limit=BATCH):

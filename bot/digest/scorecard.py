@@ -5,11 +5,13 @@ from __future__ import annotations
 import html
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bot.digest.staleness import Staleness, as_of
 from bot.keys import (
     DEFAULT_ICON,
     FEAR_GREED,
@@ -17,6 +19,7 @@ from bot.keys import (
     VENUES,
     etf_flow_key,
     funding_key,
+    oi_key,
     total_oi_key,
     weighted_funding_key,
 )
@@ -49,6 +52,8 @@ class DigestData:
     assets: tuple[AssetData, ...]
     fear_greed: tuple[Point, ...] = ()
     transitions: tuple[Transition, ...] = ()
+    newest: tuple[tuple[str, datetime], ...] = ()
+    """The newest point of each series with none in the loaded window, to say since when."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class EtfLine:
     streak: int
     sign_changes: int
     window: int
+    as_of: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,12 @@ class FuturesLine:
     oi: float | None = None
     oi_24h: float | None = None
     oi_7d: float | None = None
+    funding_as_of: date | None = None
+    oi_as_of: date | None = None
+    funding_since: date | None = None
+    oi_since: date | None = None
+    since: date | None = None
+    """The newest of the asset's futures series when none is recent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,7 @@ class Sentiment:
     at: datetime
     day_change: float | None
     week_change: float | None
+    as_of: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,8 @@ class Digest:
     futures: tuple[FuturesLine, ...] = ()
     sentiment: Sentiment | None = None
     alerts: tuple[Transition, ...] = field(default=())
+    etf_since: tuple[tuple[str, date], ...] = ()
+    sentiment_since: date | None = None
 
 
 # building -------------------------------------------------------------------------------------
@@ -158,6 +173,10 @@ def _change(now: float, then: float | None) -> float | None:
     return None if then is None or then == 0 else now / then - 1
 
 
+class _Check(Protocol):
+    def __call__(self, series: str, newest: datetime) -> date | None: ...
+
+
 def futures_line(data: AssetData) -> FuturesLine | None:
     """Funding with its run length, venue rates, and OI now vs 24 h and 7 d before."""
     if not data.funding and not data.oi and not data.venues:
@@ -189,14 +208,69 @@ def sentiment(points: Sequence[Point]) -> Sentiment | None:
     )
 
 
-def build_digest(data: DigestData, now: datetime, tz: str) -> Digest:
-    """Turn loaded series into the scorecard; pure, so it is tested on real market data."""
-    etf = tuple(line for a in data.assets if (line := etf_line(a.asset, a.etf)) is not None)
-    futures = tuple(f for a in data.assets if (f := futures_line(a)) is not None)
-    recent = tuple(t for t in data.transitions if now - timedelta(hours=24) <= t.at <= now)
-    return Digest(
-        now.astimezone(ZoneInfo(tz)), tz, etf, futures, sentiment(data.fear_greed), recent
+def _dated_futures(
+    line: FuturesLine, data: AssetData, newest: dict[str, datetime], check: _Check
+) -> FuturesLine:
+    """A futures line with the date of each stale part, and since when a missing part is gone."""
+    funding, oi = weighted_funding_key(data.asset), total_oi_key(data.asset)
+    old_funding, old_oi = newest.get(funding), newest.get(oi)
+    return replace(
+        line,
+        funding_as_of=check(funding, data.funding[-1][0]) if data.funding else None,
+        oi_as_of=check(oi, data.oi[-1][0]) if data.oi else None,
+        funding_since=None if old_funding is None else old_funding.date(),
+        oi_since=None if old_oi is None else old_oi.date(),
     )
+
+
+def build_digest(
+    data: DigestData, now: datetime, tz: str, staleness: Staleness | None = None
+) -> Digest:
+    """Turn loaded series into the scorecard; pure, so it is tested on real market data."""
+    check: _Check = partial((staleness or Staleness()).note, now=now)
+    newest = dict(data.newest)
+    etf = tuple(
+        replace(line, as_of=check(etf_flow_key(a.asset), a.etf[-1][0]))
+        for a in data.assets
+        if (line := etf_line(a.asset, a.etf)) is not None
+    )
+    etf_since = tuple(
+        (a.asset, newest[etf_flow_key(a.asset)].date())
+        for a in data.assets
+        if not a.etf and etf_flow_key(a.asset) in newest
+    )
+    futures = tuple(
+        _dated_futures(futures_of, a, newest, check)
+        for a in data.assets
+        if (futures_of := futures_line(a) or _gone(a, newest)) is not None
+    )
+    recent = tuple(t for t in data.transitions if now - timedelta(hours=24) <= t.at <= now)
+    mood_now = sentiment(data.fear_greed)
+    if mood_now is not None:
+        mood_now = replace(mood_now, as_of=check(FEAR_GREED, mood_now.at))
+    old_mood = newest.get(FEAR_GREED)
+    return Digest(
+        now.astimezone(ZoneInfo(tz)),
+        tz,
+        etf,
+        futures,
+        mood_now,
+        recent,
+        etf_since,
+        None if old_mood is None else old_mood.date(),
+    )
+
+
+def _gone(data: AssetData, newest: dict[str, datetime]) -> FuturesLine | None:
+    """An empty futures line for an asset whose funding and OI all stopped before the window."""
+    found = [newest[k] for k in _futures_keys(data.asset) if k in newest]
+    return FuturesLine(data.asset, since=max(found).date()) if found else None
+
+
+def _futures_keys(asset: str) -> list[str]:
+    """Every funding and OI series of an asset, derived first."""
+    keys = [weighted_funding_key(asset), total_oi_key(asset)]
+    return keys + [k for v in VENUES for k in (funding_key(asset, v), oi_key(asset, v))]
 
 
 # rendering ------------------------------------------------------------------------------------
@@ -229,7 +303,17 @@ def _moment(at: datetime) -> str:
     return f"{at:%b} {at.day} {at:%H:%M} UTC"
 
 
-def _etf_text(line: EtfLine) -> str:
+def _stale(day: date | None, today: date) -> str:
+    """What a stale line ends with; nothing for a fresh one, so fresh lines read as before."""
+    return "" if day is None else f" · as of {as_of(day, today)}"
+
+
+def _missing(since: date | None, today: date) -> str:
+    """A missing part: "no data yet", or the newest date when there is old data."""
+    return "no data yet" if since is None else f"no data since {as_of(since, today)}"
+
+
+def _etf_text(line: EtfLine, today: date) -> str:
     name = html.escape(line.asset.upper())
     kind = "inflows" if line.last > 0 else "outflows"
     if line.streak == 1:
@@ -245,34 +329,36 @@ def _etf_text(line: EtfLine) -> str:
         way = f"two-way, {line.sign_changes} {turns}"
     five = "5 days" if line.sessions_in_five == 5 else f"{line.sessions_in_five} days"
     return (
-        f"<b>{name}</b> {_day(line.day)}: {flow(line.last)} ({run})\n"
+        f"<b>{name}</b> {_day(line.day)}: {flow(line.last)} ({run}){_stale(line.as_of, today)}\n"
         f"    {five} {flow(line.five_days)} · this week {flow(line.week)} · "
         f"last {line.window} sessions {way}"
     )
 
 
-def _futures_text(line: FuturesLine) -> str:
+def _futures_text(line: FuturesLine, today: date) -> str:
     name = html.escape(line.asset.upper())
+    if line.funding is None and line.oi is None and not line.venues and line.since:
+        return f"<b>{name}</b>: {_missing(line.since, today)}"
     parts = [f"<b>{name}</b>"]
     if line.funding is not None and line.run_since is not None:
         side = "negative" if line.funding < 0 else "positive"
         readings = "reading" if line.run == 1 else "readings in a row"
         parts.append(
             f"funding {pct(line.funding)} (OI-weighted), {side} for {line.run} {readings} "
-            f"since {_moment(line.run_since)}"
+            f"since {_moment(line.run_since)}{_stale(line.funding_as_of, today)}"
         )
     else:
-        parts.append("OI-weighted funding: no data yet")
+        parts.append(f"OI-weighted funding: {_missing(line.funding_since, today)}")
     if line.venues:
         venues = " · ".join(f"{html.escape(v)} {pct(r)}" for v, r in line.venues)
         parts.append(f"\n    {venues}")
     if line.oi is not None:
         parts.append(
             f"\n    open interest {usd(line.oi)}: 24 h {change_pct(line.oi_24h)}, "
-            f"7 d {change_pct(line.oi_7d)}"
+            f"7 d {change_pct(line.oi_7d)}{_stale(line.oi_as_of, today)}"
         )
     else:
-        parts.append("\n    open interest: no data yet")
+        parts.append(f"\n    open interest: {_missing(line.oi_since, today)}")
     return " ".join(parts[:2]) + "".join(parts[2:])
 
 
@@ -284,12 +370,12 @@ def mood(value: float) -> str:
     return "extreme greed"
 
 
-def _sentiment_text(s: Sentiment) -> str:
+def _sentiment_text(s: Sentiment, today: date) -> str:
     day = "n/a" if s.day_change is None else signed(s.day_change, 0)
     week = "n/a" if s.week_change is None else signed(s.week_change, 0)
     return (
         f"Fear &amp; Greed <b>{plain(s.value)}</b> ({mood(s.value)}) on {_day(s.at.date())}: "
-        f"{day} vs a day before, {week} vs a week before"
+        f"{day} vs a day before, {week} vs a week before{_stale(s.as_of, today)}"
     )
 
 
@@ -314,11 +400,18 @@ def render_digest(d: Digest, title: str = "Stablewatch daily digest") -> str:
     """Telegram HTML with every value escaped; a missing section says "no data yet"."""
     when = f"{_day(d.at.date())}, {d.at:%H:%M} {html.escape(d.zone)}"
     lines = [f"📊 <b>{html.escape(title)}</b> · {when}", "", "<b>ETF flows</b>"]
-    lines += [_etf_text(line) for line in d.etf] or ["no data yet"]
+    today = d.at.date()
+    etf = [_etf_text(line, today) for line in d.etf]
+    etf += [f"<b>{html.escape(a.upper())}</b>: {_missing(s, today)}" for a, s in d.etf_since]
+    lines += etf or ["no data yet"]
     lines += ["", "<b>Futures</b>"]
-    lines += [_futures_text(line) for line in d.futures] or ["no data yet"]
+    lines += [_futures_text(line, today) for line in d.futures] or ["no data yet"]
     lines += ["", "<b>Sentiment</b>"]
-    lines.append(_sentiment_text(d.sentiment) if d.sentiment else "Fear &amp; Greed: no data yet")
+    lines.append(
+        _sentiment_text(d.sentiment, today)
+        if d.sentiment
+        else f"Fear &amp; Greed: {_missing(d.sentiment_since, today)}"
+    )
     lines += ["", "<b>Alerts, last 24 h</b>", *_alerts_text(d.alerts)]
     return "\n".join(lines)
 
@@ -358,9 +451,30 @@ async def _asset(store: Observations, asset: str, now: datetime) -> AssetData:
     )
 
 
+async def _newest(
+    store: Observations, assets: Sequence[AssetData], fear_greed: Sequence[Point], now: datetime
+) -> tuple[tuple[str, datetime], ...]:
+    """The newest point, at or before now, of each digest series with nothing in its window."""
+    empty = [FEAR_GREED] if not fear_greed else []
+    for a in assets:
+        empty += [etf_flow_key(a.asset)] if not a.etf else []
+        if not a.funding and not a.oi and not a.venues:
+            empty += _futures_keys(a.asset)
+        else:
+            empty += [weighted_funding_key(a.asset)] if not a.funding else []
+            empty += [total_oi_key(a.asset)] if not a.oi else []
+    found = []
+    for series in empty:
+        latest = await store.latest(series)
+        if latest is not None and latest.ts <= now:
+            found.append((series, latest.ts))
+    return tuple(found)
+
+
 async def load_digest_data(store: DigestReads, assets: Sequence[str], now: datetime) -> DigestData:
     """Read what the digest and its chart need; a few small queries per asset."""
     loaded = tuple([await _asset(store, a, now) for a in assets])
     fear_greed = await _points(store, FEAR_GREED, now - HISTORY, now)
     recent = [t for t in await store.transitions(200) if t.at >= now - timedelta(hours=24)]
-    return DigestData(loaded, fear_greed, tuple(reversed(recent)))
+    newest = await _newest(store, loaded, fear_greed, now)
+    return DigestData(loaded, fear_greed, tuple(reversed(recent)), newest)

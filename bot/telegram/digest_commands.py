@@ -13,7 +13,7 @@ from telegram import Update
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
-from bot.config import DigestSettings, MarketsSettings
+from bot.config import DigestSettings, MarketsSettings, SourcesSettings
 from bot.delivery.notifier import Photo
 from bot.delivery.split import split_html
 from bot.digest.chart import render_series_chart
@@ -37,6 +37,10 @@ NOT_SUBSCRIBED = "This chat is not subscribed, so it gets no digest. /start subs
 
 def _digest_settings(ctx: CommandContext) -> DigestSettings:
     return ctx.service.settings.digest if ctx.service is not None else DigestSettings()
+
+
+def _sources(ctx: CommandContext) -> SourcesSettings | None:
+    return ctx.service.settings.sources if ctx.service is not None else None
 
 
 def _assets(ctx: CommandContext) -> list[str]:
@@ -73,7 +77,7 @@ async def summary_command(update: Update, ctx: CommandContext) -> None:
     schedule = await ctx.store.digest_schedule(chat.id)
     tz = (schedule.timezone if schedule else None) or _digest_settings(ctx).timezone
     only = frozenset(await chat_filter(ctx, chat))
-    composer = Composer(ctx.store, _assets(ctx), ctx.now())
+    composer = Composer(ctx.store, _assets(ctx), ctx.now(), _sources(ctx))
     composed = await composer.compose(tz, "Stablewatch summary", only, ctx.rules())
     for chunk in split_html(composed.text):
         await reply(ctx, update, chunk)
