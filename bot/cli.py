@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from bot.cli_backtest import add_parser as add_backtest_parser
 from bot.cli_base import UsageError, date_arg, settings_of
+from bot.cli_check import series_issues
 from bot.config import Settings
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     directory = args.rules or settings.rules.dir
     ruleset = load_rules(directory)
     problems = [str(issue) for issue in ruleset.issues]
+    problems += [str(issue) for issue in series_issues(settings, ruleset)]
     if settings.sources.http_json.enabled or settings.sources.http_json.endpoints:
         from bot.sources.http_json import validate_all
 

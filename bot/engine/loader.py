@@ -189,10 +189,12 @@ def _merge_alternatives(issues: list[RuleIssue]) -> list[RuleIssue]:
 
 
 Position = tuple[Path, int, int]
+SERIES_FIELD = "#series"
+"""Suffix of a rule id in the positions map: where that rule's `series` value is."""
 
 
 def _positions(path: Path, root: yaml.Node) -> dict[str, Position]:
-    """Where each rule starts, by id, so set-level issues (members, cycles) point at it."""
+    """Where each rule (and its `series`) starts, by id, so set-level checks point at it."""
     out: dict[str, Position] = {}
     rules_node = _node_at(root, ("rules",))
     if isinstance(rules_node, yaml.SequenceNode):
@@ -200,6 +202,8 @@ def _positions(path: Path, root: yaml.Node) -> dict[str, Position]:
             ident = _node_at(item, ("id",))
             if isinstance(ident, yaml.ScalarNode):
                 out[str(ident.value)] = (path, item.start_mark.line + 1, item.start_mark.column + 1)
+                mark = _node_at(item, ("series",)).start_mark
+                out[f"{ident.value}{SERIES_FIELD}"] = (path, mark.line + 1, mark.column + 1)
     return out
 
 
@@ -323,6 +327,7 @@ def load_rules(directory: Path) -> RuleSet:
     rules: list[AnyRule] = []
     issues: list[RuleIssue] = []
     origin: dict[str, Position] = {}
+    series_at: dict[str, Position] = {}
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         loaded, problems, positions = load_file(path)
         issues.extend(problems)
@@ -335,6 +340,7 @@ def load_rules(directory: Path) -> RuleSet:
                 )
                 continue
             origin[rule.id] = where
+            series_at[rule.id] = positions.get(f"{rule.id}{SERIES_FIELD}", where)
             rules.append(rule)
     issues.extend(_composite_issues(rules, origin))
-    return RuleSet(tuple(_ordered(rules)), tuple(issues))
+    return RuleSet(tuple(_ordered(rules)), tuple(issues), series_at)

@@ -27,6 +27,8 @@ class RuleSet:
 
     rules: tuple[AnyRule, ...] = ()
     issues: tuple[RuleIssue, ...] = field(default_factory=tuple)
+    series_at: dict[str, tuple[Path, int, int]] = field(default_factory=dict)
+    """Where each series rule's `series` value is written (file, line, column), by rule id."""
 
     def series_rules(self) -> list[SeriesRule]:
         """Rules that read a series."""

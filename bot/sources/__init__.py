@@ -30,6 +30,10 @@ class Source(Protocol):
 
     name: str
 
+    def writes(self) -> list[str]:
+        """The series keys (fnmatch patterns) this source may write, so a typo'd rule is caught."""
+        ...
+
     async def poll(self, http: HttpClient, now: datetime) -> list[Observation]:
         """Fetch the newest points."""
         ...
@@ -86,3 +90,14 @@ def build_sources(enabled: dict[str, SourceSettings], settings: Settings) -> lis
     """Instantiate every enabled source that has an implementation."""
     known = registry()
     return [known[name](cfg, settings) for name, cfg in enabled.items() if name in known]
+
+
+def known_series(settings: Settings) -> list[str]:
+    """Every series pattern the enabled sources, their health and the derived series may write."""
+    from bot.keys import VENUES, source_up_key
+    from bot.sources.derived import writes as derived_writes
+
+    sources = build_sources(settings.sources.enabled(), settings)
+    patterns = [p for source in sources for p in [*source.writes(), source_up_key(source.name)]]
+    venues = [s.name for s in sources if s.name in VENUES]
+    return [*patterns, *derived_writes(settings.markets.assets, venues)]

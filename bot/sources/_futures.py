@@ -157,6 +157,18 @@ class VenueSource(ABC):
         self.settings = settings
         self.assets = list(app.markets.assets)
 
+    def writes(self) -> list[str]:
+        """Funding, open interest and mark price for each configured asset at this venue."""
+        return [
+            key
+            for asset in self.assets
+            for key in (
+                funding_key(asset, self.name),
+                oi_key(asset, self.name),
+                price_key(asset, self.name),
+            )
+        ]
+
     async def _get(self, http: HttpClient, path: str, params: Mapping[str, str]) -> Any:
         """GET JSON from this venue."""
         return await http.get_json(

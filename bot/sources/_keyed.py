@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
 from bot.config import Settings, SourceSettings
+from bot.keys import etf_flow_key
 from bot.model import Observation
 from bot.sources import SourceError
 from bot.sources.http import HttpClient
@@ -20,11 +21,20 @@ class KeyedFlowSource(ABC):
 
     name: str
     covered: frozenset[str]
+    per_fund: bool = False
+    """Whether the provider also writes one series per fund (`….net_flow.ibit`)."""
 
     def __init__(self, settings: SourceSettings, app: Settings) -> None:
         self.settings = settings
         self.assets = [a for a in app.markets.assets if a in self.covered]
         self.primary = app.etf.provider == self.name
+
+    def writes(self) -> list[str]:
+        """Each covered asset's total flow (and per-fund flows), under our name unless primary."""
+        totals = [
+            etf_flow_key(a, provider=None if self.primary else self.name) for a in self.assets
+        ]
+        return [*totals, *(f"{key}.*" for key in totals if self.per_fund)]
 
     @abstractmethod
     async def request(self, http: HttpClient, key: str, asset: str) -> object:

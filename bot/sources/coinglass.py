@@ -116,6 +116,7 @@ class CoinGlassSource(KeyedFlowSource):
 
     name = "coinglass"
     covered = frozenset(PATHS)
+    per_fund = True
 
     async def request(self, http: HttpClient, key: str, asset: str) -> object:
         """GET the asset's flow history with the key header."""

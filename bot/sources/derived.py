@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from bot.keys import funding_key, oi_key, total_oi_key, weighted_funding_key
+from bot.keys import funding_key, oi_key, price_key, total_oi_key, weighted_funding_key
 from bot.model import Observation
 from bot.sources._numbers import floor_minute
 
@@ -24,6 +24,17 @@ def inputs(assets: Sequence[str], venues: Sequence[str]) -> list[str]:
         for asset in assets
         for venue in venues
         for key in (funding_key(asset, venue), oi_key(asset, venue))
+    ]
+
+
+def writes(assets: Sequence[str], venues: Sequence[str]) -> list[str]:
+    """What the derive step after a venue poll writes: nothing when no venue is enabled."""
+    if not venues:
+        return []
+    return [
+        key
+        for asset in assets
+        for key in (weighted_funding_key(asset), total_oi_key(asset), price_key(asset))
     ]
 
 

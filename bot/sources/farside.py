@@ -369,6 +369,11 @@ class FarsideSource:
         self.assets = [a for a in app.markets.assets if a in RECENT_PATHS]
         self.primary = app.etf.provider == "farside"
 
+    def writes(self) -> list[str]:
+        """Each asset's total flow and one series per fund, whose tickers the page decides."""
+        totals = [series_key(asset, self.primary) for asset in self.assets]
+        return [*totals, *(f"{key}.*" for key in totals)]
+
     async def _page(self, http: HttpClient, path: str, asset: str, now: datetime) -> FarsidePage:
         """Fetch and parse one page; errors name the page, since one poll reads several."""
         try:

@@ -64,6 +64,10 @@ class FearGreedSource:
     def __init__(self, settings: SourceSettings, _app: Settings | None = None) -> None:
         self.settings = settings
 
+    def writes(self) -> list[str]:
+        """The one index series."""
+        return [FEAR_GREED]
+
     async def _fetch(self, http: HttpClient, limit: int, now: datetime) -> list[Observation]:
         payload = await http.get_json(
             f"{self.settings.base_url}{PATH}",

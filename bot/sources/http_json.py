@@ -197,6 +197,10 @@ class HttpJsonSource:
             [] if self.problems else [compile_endpoint(e) for e in configured.endpoints]
         )
 
+    def writes(self) -> list[str]:
+        """The series keys configured on the endpoints."""
+        return [key for compiled in self.endpoints for key in compiled.endpoint.series]
+
     async def _fetch(
         self, http: HttpClient, compiled: Compiled, now: datetime
     ) -> list[Observation]:
