@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from bot.cli_backtest import add_parser as add_backtest_parser
 from bot.cli_base import UsageError, date_arg, settings_of
 from bot.cli_check import series_issues
+from bot.cli_series import series_command
 from bot.config import Settings
 
 if TYPE_CHECKING:
@@ -277,6 +278,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_export(settings_of(args), args.output))
 
 
+def cmd_series(args: argparse.Namespace) -> int:
+    """List every stored series: first and last time, point count, the source writing it."""
+    return series_command(settings_of(args), args.json)
+
+
 # summary -----------------------------------------------------------------------------------------
 async def _summary(settings: Settings, at: datetime | None, tz: str) -> Composed:
     from bot.digest.job import Composer
@@ -362,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common], help="write observations as CSV")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("series", parents=[common], help="stored series, their span and source")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(fn=cmd_series)
     return parser
 
 

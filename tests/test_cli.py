@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -397,3 +398,86 @@ def test_a_reader_that_leaves_early_gets_no_traceback(
     code, err = _piped(args, lines)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 128 + signal.SIGPIPE
+
+
+def _spans_of(path: Path) -> dict[str, tuple[str, str, int]]:
+    """Per series of a CSV: first and last ts (ISO UTC) and row count, from the rows alone."""
+    from datetime import UTC, datetime
+
+    seen: dict[str, list[datetime]] = {}
+    with path.open() as handle:
+        for r in csv.DictReader(handle):
+            ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+            seen.setdefault(r["series"], []).append(
+                ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+            )
+    return {s: (min(t).isoformat(), max(t).isoformat(), len(set(t))) for s, t in seen.items()}
+
+
+SERIES_CSVS = ("fear_greed_2025-10.csv", "funding_btc_binance_2025-10.csv")
+
+
+def test_series_lists_imported_series_with_counts_and_span(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected: dict[str, tuple[str, str, int]] = {}
+    for name in SERIES_CSVS:
+        path = ROOT / "tests" / "fixtures" / "market" / name
+        assert main(["import", str(path)]) == 0
+        expected |= _spans_of(path)
+    capsys.readouterr()
+    assert main(["series"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["series", "first", "last", "points", "source"]
+    table = {cells[0]: cells[1:] for cells in (line.split() for line in lines)}
+    assert set(table) == set(expected)
+    for series, (first, last, points) in expected.items():
+        assert table[series][:3] == [first, last, str(points)]
+    assert table["fear_greed"][3] == "fear_greed"
+    # aligned: text columns start, the count column ends, at the header's offsets
+    for line in [header, *lines]:
+        cells = list(re.finditer(r"\S+", line))
+        assert [c.start() for c in cells[1:3]] == [m.start() for m in cells_of(header)[1:3]]
+        assert cells[3].end() == cells_of(header)[3].end()
+        assert cells[4].start() == cells_of(header)[4].start()
+
+
+def cells_of(line: str) -> list[re.Match[str]]:
+    return list(re.finditer(r"\S+", line))
+
+
+def test_series_json_is_one_object_per_line(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = ROOT / "tests" / "fixtures" / "market" / "fear_greed_2025-10.csv"
+    assert main(["import", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["series", "--json"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    first, last, points = _spans_of(path)["fear_greed"]
+    assert objects == [
+        {
+            "series": "fear_greed",
+            "first": first,
+            "last": last,
+            "points": points,
+            "source": "fear_greed",
+        }
+    ]
+
+
+def test_series_on_an_empty_store_says_so(
+    store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["series"]) == 0
+    assert capsys.readouterr().out.strip() == "no series stored"
+
+
+def test_series_source_of_health_derived_and_imported() -> None:
+    from bot.cli_series import source_of
+
+    sources = {"fear_greed": ["fear_greed"], "binance": ["funding.*.binance"]}
+    assert source_of("funding.btc.binance", sources, ["price.btc"]) == "binance"
+    assert source_of("source.farside.up", sources, []) == "farside"
+    assert source_of("price.btc", sources, ["price.btc"]) == "derived"
+    assert source_of("my.own", sources, ["price.btc"]) == "imported"

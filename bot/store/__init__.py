@@ -18,6 +18,7 @@ from bot.store.roles import (
     LeaseView,
     Observations,
     OutboxQueue,
+    SeriesSpan,
     SourceHealthLog,
     UpdateLog,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Leases",
     "Observations",
     "OutboxQueue",
+    "SeriesSpan",
     "SourceHealthLog",
     "Store",
     "UpdateLog",

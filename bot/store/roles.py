@@ -36,6 +36,16 @@ class LeaseView:
     left: float
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesSpan:
+    """One stored series: its first and last point's time and how many points it holds."""
+
+    series: str
+    first: datetime
+    last: datetime
+    points: int
+
+
 class Leases(Protocol):
     """Leader election by compare-and-set on a lease row, with an epoch as the fencing token."""
 
@@ -97,6 +107,10 @@ class Observations(Protocol):
 
     async def series_names(self) -> list[str]:
         """Every series with at least one point, sorted (to suggest names in `/chart`)."""
+        ...
+
+    async def series_spans(self) -> list[SeriesSpan]:
+        """Every stored series with its first and last timestamp and point count, sorted."""
         ...
 
     def iter_observations(self) -> AsyncIterator[Observation]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.model import Observation, from_epoch, to_epoch
 from bot.store import schema as db
+from bot.store.roles import SeriesSpan
 from bot.store.sql.base import CHUNK, SqlBase, chunks
 
 
@@ -64,6 +65,19 @@ class SqlObservations(SqlBase):
         t = db.observations
         return [
             r.series for r in await self._fetch(select(t.c.series).distinct().order_by(t.c.series))
+        ]
+
+    async def series_spans(self) -> list[SeriesSpan]:
+        """Per series first ts, last ts and point count, in one GROUP BY, sorted by series."""
+        t = db.observations
+        query = (
+            select(t.c.series, func.min(t.c.ts), func.max(t.c.ts), func.count())
+            .group_by(t.c.series)
+            .order_by(t.c.series)
+        )
+        return [
+            SeriesSpan(series, from_epoch(first), from_epoch(last), points)
+            for series, first, last, points in await self._fetch(query)
         ]
 
     async def iter_observations(self) -> AsyncIterator[Observation]:
