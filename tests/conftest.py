@@ -16,6 +16,7 @@ from bot.store import Store, open_store
 from tests.harness.bot_app import BOT, TOKEN
 from tests.harness.clock import SteppingClock
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.files import ROOT
 
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
@@ -47,6 +48,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def store_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment whose store is a SQLite file in it and whose rules are the shipped ones."""
+    monkeypatch.setenv(
+        "STABLEWATCH_STORE__URL", f"sqlite+aiosqlite:///{clean_env / 'var' / 'sw.db'}"
+    )
+    monkeypatch.setenv("STABLEWATCH_RULES__DIR", str(ROOT / "rules"))
+    return clean_env
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -19,15 +19,6 @@ from bot.cli import main
 from tests.harness.files import ROOT, SHARED_DATA
 
 
-@pytest.fixture
-def store_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(
-        "STABLEWATCH_STORE__URL", f"sqlite+aiosqlite:///{clean_env / 'var' / 'sw.db'}"
-    )
-    monkeypatch.setenv("STABLEWATCH_RULES__DIR", str(ROOT / "rules"))
-    return clean_env
-
-
 def rows(path: Path) -> set[tuple[str, str, float]]:
     with path.open() as handle:
         reader = csv.DictReader(handle)

@@ -8,18 +8,8 @@ import pytest
 
 from bot.cli import main
 from bot.config import ConfigError, load_settings
-from tests.harness.files import ROOT
 
 HINT = "durations need a unit: 30s 5m 8h 1d 2w"
-
-
-@pytest.fixture
-def store_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(
-        "STABLEWATCH_STORE__URL", f"sqlite+aiosqlite:///{clean_env / 'var' / 'sw.db'}"
-    )
-    monkeypatch.setenv("STABLEWATCH_RULES__DIR", str(ROOT / "rules"))
-    return clean_env
 
 
 def check(store_env: Path, body: str, capsys: pytest.CaptureFixture[str]) -> tuple[Path, list[str]]:
