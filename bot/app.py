@@ -320,12 +320,12 @@ class Runtime:
 
     async def readiness(self) -> str | None:
         """None when this replica leads, its store answers and Telegram is reachable; else why."""
+        from bot.web.ops import store_problem
+
         if not self.leading:
             return "standby"
-        try:
-            await asyncio.wait_for(self.store.ping(), timeout=2)
-        except Exception:
-            return "store unreachable"
+        if (problem := await store_problem(self.store)) is not None:
+            return problem
         if self.link is not None and not self.link.connected:
             return self.link.reason
         return None

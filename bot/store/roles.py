@@ -65,10 +65,6 @@ class Leases(Protocol):
         """Refuse every later write unless `lease` is still at `epoch` (None: stop checking)."""
         ...
 
-    async def ping(self) -> None:
-        """One round trip to the database."""
-        ...
-
 
 class UpdateLog(Protocol):
     """Telegram updates already handled, so a new leader does not handle them twice."""

@@ -68,8 +68,3 @@ class SqlLeases(SqlBase):
         async with self._engine.connect() as conn:
             row = (await conn.execute(stmt, {"name": name})).first()
         return None if row is None else LeaseView(row.holder, int(row.epoch), float(row.left))
-
-    async def ping(self) -> None:
-        """One round trip, so readiness knows the database answers."""
-        async with self._engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
